@@ -1,0 +1,127 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use faer::Mat;
+use proptest::prelude::*;
+
+/// The backend under test: burn's default device for the enabled features (`flex` by default).
+pub fn device() -> Device {
+    Device::default()
+}
+
+/// f64 where the backend supports it (flex, ndarray), else f32 (most GPUs).
+pub fn precise_dtype(device: &Device) -> DType {
+    if device.supports_dtype(DType::F64) {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
+/// Machine epsilon of a float dtype.
+pub fn eps(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::EPSILON,
+        _ => f32::EPSILON as f64,
+    }
+}
+
+/// Row-major values → tensor of `dtype`.
+pub fn tensor(
+    values: &[f64],
+    rows: usize,
+    cols: usize,
+    device: &Device,
+    dtype: DType,
+) -> Tensor<2> {
+    Tensor::from_data(
+        TensorData::new(values.to_vec(), [rows, cols]),
+        (device, dtype),
+    )
+}
+
+/// Tensor → row-major f64 values.
+pub fn values<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
+    t.try_to_vec_as::<f64>().unwrap()
+}
+
+/// Largest absolute entry difference.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Row-major values → faer matrix.
+pub fn mat<T: peftlab_linalg::Real>(values: &[f64], rows: usize, cols: usize) -> Mat<T> {
+    Mat::from_fn(rows, cols, |i, j| T::from_f64(values[i * cols + j]))
+}
+
+/// Largest absolute entry of `QᵀQ − I` for a matrix with (supposedly) orthonormal columns.
+pub fn orthonormality_error<T: peftlab_linalg::Real>(q: &Mat<T>) -> f64 {
+    let g = q.transpose() * q;
+    let mut worst = 0.0f64;
+    for i in 0..g.nrows() {
+        for j in 0..g.ncols() {
+            let target = if i == j { 1.0 } else { 0.0 };
+            worst = worst.max((g[(i, j)].to_f64() - target).abs());
+        }
+    }
+    worst
+}
+
+/// Largest absolute entry of a matrix.
+pub fn max_abs<T: peftlab_linalg::Real>(m: &Mat<T>) -> f64 {
+    let mut worst = 0.0f64;
+    for j in 0..m.ncols() {
+        for i in 0..m.nrows() {
+            worst = worst.max(m[(i, j)].to_f64().abs());
+        }
+    }
+    worst
+}
+
+/// Frobenius norm of a matrix (in f64).
+pub fn fro<T: peftlab_linalg::Real>(m: &Mat<T>) -> f64 {
+    let mut s = 0.0;
+    for j in 0..m.ncols() {
+        for i in 0..m.nrows() {
+            s += m[(i, j)].to_f64().powi(2);
+        }
+    }
+    s.sqrt()
+}
+
+/// A random `[m, n]` matrix (row-major) with `m, n` in `1..=max_dim`, entries in `[-1, 1]`;
+/// one case in four is rank-deficient (an outer product of rank ≤ 2) to stress zero singular
+/// values.
+pub fn matrix(max_dim: usize) -> impl Strategy<Value = (usize, usize, Vec<f64>)> {
+    (1..=max_dim, 1..=max_dim, 0u8..4).prop_flat_map(|(m, n, kind)| {
+        let dense = prop::collection::vec(-1.0f64..1.0, m * n);
+        let factors = (
+            prop::collection::vec(-1.0f64..1.0, m * 2),
+            prop::collection::vec(-1.0f64..1.0, 2 * n),
+        );
+        (Just((m, n, kind)), dense, factors).prop_map(|((m, n, kind), dense, (x, y))| {
+            if kind == 0 {
+                let mut v = vec![0.0; m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        v[i * n + j] = x[i * 2] * y[j] + x[i * 2 + 1] * y[n + j];
+                    }
+                }
+                (m, n, v)
+            } else {
+                (m, n, dense)
+            }
+        })
+    })
+}
+
+/// A random square `[n, n]` matrix, `n` in `1..=max_dim`, entries in `[-scale, scale]`.
+pub fn square(max_dim: usize, scale: f64) -> impl Strategy<Value = (usize, Vec<f64>)> {
+    (1..=max_dim).prop_flat_map(move |n| (Just(n), prop::collection::vec(-scale..scale, n * n)))
+}
