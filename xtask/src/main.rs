@@ -1,1 +1,68 @@
-fn main() {}
+//! `cargo xtask <command>`: peftlab's project automation.
+//!
+//! Commands:
+//! - `bench-linalg [--quick]`: run `peftlab-linalg`'s criterion benches and numpy/scipy (LAPACK)
+//!   on the same shapes in one go, and print the side-by-side table that docs/performance.md
+//!   records (also written to `target/bench-linalg.md`).
+//! - `reproduce <method>`: rebuild a paper's table. Not available yet (see the message it prints).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod bench;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  bench-linalg [--quick]   peftlab-linalg benches side by side with numpy/scipy (LAPACK)
+  reproduce <method>       rebuild a paper's table (mtlora, triadaptlora, loratrf, svda)
+  help                     this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench-linalg") => bench::bench_linalg(&workspace_root(), &args[1..]),
+        Some("reproduce") => Err(reproduce_unavailable(args.get(1).map(String::as_str))),
+        Some("help" | "-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reproduce_unavailable(method: Option<&str>) -> String {
+    let method = method.unwrap_or("<method>");
+    format!(
+        "`cargo xtask reproduce {method}` is not available yet: it needs the adapters, models, \
+         data and training crates, which are still being built (issues 3-6). What runs today is \
+         the math crate: `cargo test --workspace` and `cargo xtask bench-linalg`."
+    )
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Run a command, inheriting stdio; an error names the command and its exit status.
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start `{cmd:?}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{cmd:?}` failed with {status}"))
+    }
+}

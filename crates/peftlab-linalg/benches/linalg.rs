@@ -1,1 +1,113 @@
-fn main() {}
+//! Criterion benches for `peftlab-linalg`.
+//!
+//! Run: `cargo bench -p peftlab-linalg` (all), or side by side with numpy/scipy (LAPACK) in one
+//! go: `cargo xtask bench-linalg` (see docs/performance.md). Benchmark ids are
+//! `<op>/<shape>/<dtype>`; `scripts/bench_lapack.py` measures the same ids.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use burn::tensor::{DType, Device};
+use criterion::{Criterion, criterion_group, criterion_main};
+use faer::Mat;
+use peftlab_linalg::Real;
+use peftlab_linalg::decomp::{eigh, qr, singular_values, svd, svd_tensor};
+use peftlab_linalg::init::{Fill, SeededRng};
+use peftlab_linalg::strips::{StripInit, TriangularStrips};
+use peftlab_linalg::transform::{TransformConfig, TransformKind};
+
+/// Uniform [-1, 1) matrix, the same distribution as the Python script.
+fn random<T: Real>(m: usize, n: usize, seed: u64) -> Mat<T> {
+    let mut rng = SeededRng::new(seed);
+    Mat::from_fn(m, n, |_, _| T::from_f64(rng.uniform(-1.0, 1.0)))
+}
+
+fn symmetric<T: Real>(n: usize) -> Mat<T> {
+    let a = random::<T>(n, n, 3);
+    Mat::from_fn(n, n, |i, j| (a[(i, j)] + a[(j, i)]) * T::from_f64(0.5))
+}
+
+fn decompositions<T: Real>(c: &mut Criterion, dtype: &str) {
+    let mut g = c.benchmark_group("decomp");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    for (m, n) in [(768, 768), (1024, 4096)] {
+        let a = random::<T>(m, n, 1);
+        g.bench_function(format!("svd_thin/{m}x{n}/{dtype}"), |b| {
+            b.iter(|| svd(black_box(a.as_ref())).unwrap())
+        });
+        g.bench_function(format!("svd_values/{m}x{n}/{dtype}"), |b| {
+            b.iter(|| singular_values(black_box(a.as_ref())).unwrap())
+        });
+        // QR of the tall orientation (the shape an adapter factor has).
+        let tall = a.transpose().to_owned();
+        g.bench_function(format!("qr/{n}x{m}/{dtype}"), |b| {
+            b.iter(|| qr(black_box(tall.as_ref())).unwrap())
+        });
+    }
+    let s = symmetric::<T>(768);
+    g.bench_function(format!("eigh/768x768/{dtype}"), |b| {
+        b.iter(|| eigh(black_box(s.as_ref())).unwrap())
+    });
+    g.finish();
+}
+
+fn decomp_f32(c: &mut Criterion) {
+    decompositions::<f32>(c, "f32");
+}
+
+fn decomp_f64(c: &mut Criterion) {
+    decompositions::<f64>(c, "f64");
+}
+
+/// burn tensor → host → SVD → burn tensors: what an adapter pays at attach time.
+fn tensor_roundtrip(c: &mut Criterion) {
+    let dev = Device::default();
+    let mut rng = SeededRng::new(4);
+    let w = Fill::Uniform { bound: 1.0 }.tensor(768, 768, &mut rng, &dev, DType::F32);
+    let mut g = c.benchmark_group("decomp");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    g.bench_function("svd_tensor/768x768/f32", |b| {
+        b.iter(|| svd_tensor(black_box(&w), None).unwrap())
+    });
+    g.finish();
+}
+
+/// Materializing T per step: every MTLoRA structure and the triangular strips.
+fn assembly(c: &mut Criterion) {
+    let dev = Device::default();
+    let mut g = c.benchmark_group("assembly");
+    for r in [8, 64] {
+        for kind in TransformKind::ALL {
+            let t = TransformConfig::new(r)
+                .with_kind(kind)
+                .init(&dev, 0)
+                .unwrap();
+            g.bench_function(format!("transform_{}/r{r}/f32", kind.name()), |b| {
+                b.iter(|| black_box(t.matrix(&dev)).into_data())
+            });
+        }
+        // author default growth: a block of 1, then blocks of 4 up to rank ≥ r
+        let mut rng = SeededRng::new(0);
+        let mut s = TriangularStrips::new()
+            .grow(1, StripInit::DiagonalIdentity, &mut rng, &dev, DType::F32)
+            .unwrap();
+        while s.rank() < r {
+            s = s
+                .grow(
+                    4,
+                    StripInit::Normal { std: 0.02 },
+                    &mut rng,
+                    &dev,
+                    DType::F32,
+                )
+                .unwrap();
+        }
+        g.bench_function(format!("strips/r{}/f32", s.rank()), |b| {
+            b.iter(|| black_box(s.assemble().unwrap()).into_data())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decomp_f32, decomp_f64, tensor_roundtrip, assembly);
+criterion_main!(benches);

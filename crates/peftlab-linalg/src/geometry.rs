@@ -9,7 +9,7 @@
 //!   `n(n−1)/2` angles parameterize all of SO(n). Orthogonal with determinant +1 by construction.
 //! - [`cayley`]: `Q = (I + S)⁻¹ (I − S)` with `S = X − Xᵀ` skew-symmetric; orthogonal with
 //!   determinant +1 for every `X` (it reaches every rotation without eigenvalue −1).
-//! - [`scaling`]: `diag(s)`.
+//! - [`scaling`]: builds `diag(s)`.
 //! - [`affine`] / [`apply_affine`] / [`split_affine`]: `[[M, t], [0, 1]]` in homogeneous form.
 //! - [`polar`] / [`rotation_scaling`]: `T = R · P` from the SVD `T = U Σ Vᵀ` (`R = U Vᵀ`,
 //!   `P = V Σ Vᵀ`), host-side.
@@ -92,7 +92,7 @@ pub fn givens_sequence(n: usize, pairs: &[(usize, usize)], thetas: Tensor<1>) ->
     let device = thetas.device();
     let mut q = Tensor::<2>::eye(n, &device).cast(thetas.dtype());
     for (k, &(i, j)) in pairs.iter().enumerate() {
-        let th = thetas.clone().slice([k..k + 1]);
+        let th = thetas.clone().narrow(0, k, 1);
         q = q.matmul(givens(n, i, j, th)?);
     }
     Ok(q)

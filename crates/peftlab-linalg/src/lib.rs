@@ -16,6 +16,25 @@
 //! | [`init`] | seeded, backend-independent initializers (kaiming-uniform, normal, identity, zeros) |
 //!
 //! Errors are typed ([`LinalgError`]); no function in this crate panics on bad input.
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use peftlab_linalg::decomp::svd_tensor;
+//! use peftlab_linalg::transform::{TransformConfig, TransformKind};
+//!
+//! let device = Device::default(); // `flex` unless another backend feature is on
+//! // MTLoRA's ICFM structure T = C Cᵀ at rank 4, seeded.
+//! let t = TransformConfig::new(4).with_kind(TransformKind::Icfm).init(&device, 42)?;
+//! let u = Tensor::<2>::ones([3, 4], &device); // rank-r activations [N, r]
+//! let v = t.apply(u); // u · Tᵀ, [3, 4]
+//! assert_eq!(v.dims(), [3, 4]);
+//! // Top-2 SVD of a weight, back as tensors of the same dtype.
+//! let w = Tensor::<2>::from_data([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]], &device);
+//! let f = svd_tensor(&w, Some(2))?;
+//! let s: Vec<f32> = f.s.to_data().to_vec().unwrap();
+//! assert_eq!(s, vec![3.0, 2.0]);
+//! # Ok::<(), peftlab_linalg::LinalgError>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod convert;

@@ -16,6 +16,11 @@
 //! Parameter count: `P_C = 2 Σ_i k_i · S_i`; rank-1 growth gives `R(R+1)`, constant blocks of `k`
 //! give `R(R+k)`, the author default (one block of 1, then `m` blocks of 4) gives
 //! `2(1 + 12m + 8m²)`.
+//!
+//! Initialization of new strips ([`StripInit`]) is **inferred**: the paper's choice is not known.
+//! The default, [`StripInit::DiagonalIdentity`], is the digest's recommendation (§4.2); the author
+//! code's HEAD behaviour is [`StripInit::LeadingIdentity`], its rank-1 `_single` variant
+//! [`StripInit::Normal`] with `std = 0.02`, and [`StripInit::Zeros`] the initial commit's.
 
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Tensor};

@@ -4,12 +4,10 @@
 //! agree to `1e-12·scale`, finite differences (central, `h = 1e-6`) to `1e-6·scale`; on an
 //! f32-only backend the tolerances become `1e-5` and (with `h = 1e-2`) `2e-2`.
 
-mod common;
-
+use super::common::*;
 use burn::config::Config;
 use burn::module::Param;
 use burn::tensor::{DType, Device, Tensor};
-use common::*;
 use peftlab_linalg::decomp::eigh;
 use peftlab_linalg::init::SeededRng;
 use peftlab_linalg::transform::{

@@ -5,9 +5,7 @@
 //! algorithms give `O(k·ε)`; the constant absorbs the norm-equivalence factors. A wrong factor
 //! (transposed `V`, unsorted `s`, a dropped sign) is off by `O(1)`.
 
-mod common;
-
-use common::*;
+use super::common::*;
 use faer::Mat;
 use peftlab_linalg::decomp::{
     eigh, eigh_tensor, qr, qr_tensor, singular_values, spectral_norm, svd, svd_tensor,

@@ -2,10 +2,8 @@
 //! Values are compared with an f64 host computation to `1e-4` relative (f32 tensors);
 //! gradients in f64 to finite differences (`h = 1e-6`) within `1e-6`.
 
-mod common;
-
+use super::common::*;
 use burn::tensor::{DType, Tensor};
-use common::*;
 use peftlab_linalg::decomp::qr;
 use peftlab_linalg::regularize::{
     FrobeniusImportance, OrthNorm, frobenius_norm, normalized_frobenius, orthogonality_penalty,

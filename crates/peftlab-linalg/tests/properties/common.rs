@@ -1,5 +1,5 @@
-//! Shared helpers for the integration tests.
 #![allow(dead_code)]
+//! Shared helpers for the integration tests.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use faer::Mat;

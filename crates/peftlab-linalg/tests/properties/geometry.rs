@@ -3,10 +3,8 @@
 //! Orthogonality is checked as `max |QᵀQ − I| <= 1e-5·n` in f32 (`1e-12·n` in f64) and
 //! determinants as `|det − 1| <= 1e-4` (f32) — a reflection is off by 2.
 
-mod common;
-
+use super::common::*;
 use burn::tensor::{DType, Tensor};
-use common::*;
 use faer::linalg::solvers::DenseSolveCore;
 use peftlab_linalg::LinalgError;
 use peftlab_linalg::geometry::{

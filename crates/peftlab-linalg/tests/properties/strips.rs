@@ -1,9 +1,7 @@
 //! Triangular strips (papers.md §4.1, §4.6): growth, assembly, parameter counts.
 
-mod common;
-
+use super::common::*;
 use burn::tensor::DType;
-use common::*;
 use peftlab_linalg::LinalgError;
 use peftlab_linalg::init::SeededRng;
 use peftlab_linalg::strips::{

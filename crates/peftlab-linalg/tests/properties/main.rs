@@ -1,0 +1,10 @@
+//! Property and behaviour tests of `peftlab-linalg`, one binary (one link) for all of them.
+//!
+//! Run: `cargo test -p peftlab-linalg`. Each module states its tolerances.
+
+mod common;
+mod decomp;
+mod geometry;
+mod regularize;
+mod strips;
+mod transform;
