@@ -10,13 +10,89 @@
 //! `R: [k, n]` upper triangular with a non-negative diagonal; `A = W · diag(λ) · Wᵀ` with `λ`
 //! nondecreasing. `k = min(m, n)` for thin factors, the requested rank for truncated ones.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use burn::tensor::{DType, Tensor};
-use faer::{Mat, MatRef, Side};
+use faer::diag::Diag;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::{ComputeEigenvectors, self_adjoint_evd, self_adjoint_evd_scratch};
+use faer::linalg::householder::{
+    apply_block_householder_sequence_on_the_left_in_place_scratch,
+    apply_block_householder_sequence_on_the_left_in_place_with_conj,
+};
+use faer::linalg::qr::no_pivoting::factor::{
+    qr_in_place, qr_in_place_scratch, recommended_block_size,
+};
+use faer::linalg::svd::{ComputeSvdVectors, svd as faer_svd, svd_scratch};
+use faer::{Conj, Mat, MatRef, Par};
 
 use crate::convert::{
     check_finite, check_nonempty, compute_in_f64, mat_to_tensor, slice_to_tensor, tensor_to_mat,
 };
 use crate::{LinalgError, Real, Result};
+
+/// How many threads the decompositions use.
+///
+/// *Measured here* (2 cores, `cargo run --release --example` probes, docs/performance.md):
+/// faer's rayon path is slower than its sequential path for every f32 shape up to 1024×4096
+/// (768×768 thin SVD: 0.116 s sequential vs 0.150 s on 2 threads; 1024×4096: 0.58 s vs 0.64 s)
+/// and faster only for large f64 problems (1024×4096 SVD f64: 1.09 s vs 0.92 s; QR 0.55 s vs
+/// 0.42 s). [`Parallelism::Auto`] follows that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallelism {
+    /// All rayon threads when `m · n · min(m, n) · size_of::<T>() > AUTO_PARALLEL_WORK`,
+    /// sequential otherwise.
+    Auto,
+    /// Always one thread.
+    Sequential,
+    /// Rayon with this many threads (`0` = rayon's global pool size).
+    Rayon(usize),
+}
+
+/// Work in bytes touched (`m · n · min(m, n) · size_of::<T>()`) above which
+/// [`Parallelism::Auto`] goes parallel: `2³⁴`, i.e. a 1024×4096 problem in f64 but not in f32.
+pub const AUTO_PARALLEL_WORK: usize = 1 << 34;
+
+/// 0 = Auto, 1 = Sequential, n + 2 = Rayon(n).
+static PARALLELISM: AtomicUsize = AtomicUsize::new(0);
+
+/// Set the thread policy of every decomposition in this crate (process-wide; default `Auto`).
+/// faer's own global setting is not touched.
+pub fn set_parallelism(p: Parallelism) {
+    let v = match p {
+        Parallelism::Auto => 0,
+        Parallelism::Sequential => 1,
+        Parallelism::Rayon(n) => n.saturating_add(2),
+    };
+    PARALLELISM.store(v, Ordering::Relaxed);
+}
+
+/// The current thread policy.
+pub fn parallelism() -> Parallelism {
+    match PARALLELISM.load(Ordering::Relaxed) {
+        0 => Parallelism::Auto,
+        1 => Parallelism::Sequential,
+        n => Parallelism::Rayon(n - 2),
+    }
+}
+
+fn par_for<T>(m: usize, n: usize) -> Par {
+    match parallelism() {
+        Parallelism::Sequential => Par::Seq,
+        Parallelism::Rayon(t) => Par::rayon(t),
+        Parallelism::Auto => {
+            let work = m
+                .saturating_mul(n)
+                .saturating_mul(m.min(n))
+                .saturating_mul(std::mem::size_of::<T>());
+            if work > AUTO_PARALLEL_WORK {
+                Par::rayon(0)
+            } else {
+                Par::Seq
+            }
+        }
+    }
+}
 
 /// A thin or truncated singular value decomposition `A ≈ U · diag(s) · Vᵀ`.
 #[derive(Debug, Clone)]
@@ -68,15 +144,31 @@ fn validate<T: Real>(a: MatRef<'_, T>, what: &str) -> Result<()> {
 /// Thin SVD: `k = min(m, n)` triplets.
 pub fn svd<T: Real>(a: MatRef<'_, T>) -> Result<Svd<T>> {
     validate(a, "svd input")?;
-    let f = a.thin_svd().map_err(|_| LinalgError::NoConvergence {
+    let (m, n) = a.shape();
+    let k = m.min(n);
+    let par = par_for::<T>(m, n);
+    let mut u = Mat::zeros(m, k);
+    let mut v = Mat::zeros(n, k);
+    let mut s = Diag::zeros(k);
+    let thin = ComputeSvdVectors::Thin;
+    let req = svd_scratch::<T>(m, n, thin, thin, par, Default::default());
+    faer_svd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        Some(v.as_mut()),
+        par,
+        MemStack::new(&mut MemBuffer::new(req)),
+        Default::default(),
+    )
+    .map_err(|_| LinalgError::NoConvergence {
         what: "svd input".into(),
         algorithm: "svd",
     })?;
-    let s: Vec<T> = f.S().column_vector().iter().copied().collect();
     Ok(Svd {
-        u: f.U().to_owned(),
-        s,
-        v: f.V().to_owned(),
+        u,
+        s: s.column_vector().iter().copied().collect(),
+        v,
     })
 }
 
@@ -98,10 +190,25 @@ pub fn svd_truncated<T: Real>(a: MatRef<'_, T>, rank: usize) -> Result<Svd<T>> {
 /// Singular values only (nonincreasing); cheaper than [`svd`].
 pub fn singular_values<T: Real>(a: MatRef<'_, T>) -> Result<Vec<T>> {
     validate(a, "singular_values input")?;
-    a.singular_values().map_err(|_| LinalgError::NoConvergence {
+    let (m, n) = a.shape();
+    let par = par_for::<T>(m, n);
+    let mut s = Diag::zeros(m.min(n));
+    let no = ComputeSvdVectors::No;
+    let req = svd_scratch::<T>(m, n, no, no, par, Default::default());
+    faer_svd(
+        a,
+        s.as_mut(),
+        None,
+        None,
+        par,
+        MemStack::new(&mut MemBuffer::new(req)),
+        Default::default(),
+    )
+    .map_err(|_| LinalgError::NoConvergence {
         what: "singular_values input".into(),
         algorithm: "svd",
-    })
+    })?;
+    Ok(s.column_vector().iter().copied().collect())
 }
 
 /// Spectral norm `‖A‖₂ = σ_max(A)`.
@@ -122,10 +229,39 @@ pub struct Qr<T> {
 /// factorization unique for full-rank `A`.
 pub fn qr<T: Real>(a: MatRef<'_, T>) -> Result<Qr<T>> {
     validate(a, "qr input")?;
-    let f = a.qr();
-    let mut q = f.compute_thin_Q();
-    let mut r = f.thin_R().to_owned();
+    let (m, n) = a.shape();
+    let k = m.min(n);
+    let par = par_for::<T>(m, n);
+    let block = recommended_block_size::<T>(m, n);
+    let mut packed = a.to_owned();
+    let mut coeff = Mat::zeros(block, k);
+    let req = qr_in_place_scratch::<T>(m, n, block, par, Default::default());
+    qr_in_place(
+        packed.as_mut(),
+        coeff.as_mut(),
+        par,
+        MemStack::new(&mut MemBuffer::new(req)),
+        Default::default(),
+    );
     let zero = T::from_f64(0.0);
+    let one = T::from_f64(1.0);
+    // Householder basis (unit lower trapezoidal, [m, k]) and R (upper trapezoidal, [k, n]).
+    let basis = Mat::from_fn(m, k, |i, j| match i.cmp(&j) {
+        std::cmp::Ordering::Greater => packed[(i, j)],
+        std::cmp::Ordering::Equal => one,
+        std::cmp::Ordering::Less => zero,
+    });
+    let mut r = Mat::from_fn(k, n, |i, j| if j >= i { packed[(i, j)] } else { zero });
+    let mut q = Mat::<T>::identity(m, k);
+    let req = apply_block_householder_sequence_on_the_left_in_place_scratch::<T>(m, block, k);
+    apply_block_householder_sequence_on_the_left_in_place_with_conj(
+        basis.as_ref(),
+        coeff.as_ref(),
+        Conj::No,
+        q.as_mut(),
+        par,
+        MemStack::new(&mut MemBuffer::new(req)),
+    );
     for i in 0..r.nrows() {
         if r[(i, i)] < zero {
             for j in 0..r.ncols() {
@@ -177,15 +313,25 @@ pub fn eigh<T: Real>(a: MatRef<'_, T>) -> Result<SymEigen<T>> {
             tol,
         });
     }
-    let f = a
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|_| LinalgError::NoConvergence {
-            what: what.into(),
-            algorithm: "eigh",
-        })?;
+    let par = par_for::<T>(n, n);
+    let mut vectors = Mat::zeros(n, n);
+    let mut values = Diag::zeros(n);
+    let req = self_adjoint_evd_scratch::<T>(n, ComputeEigenvectors::Yes, par, Default::default());
+    self_adjoint_evd(
+        a,
+        values.as_mut(),
+        Some(vectors.as_mut()),
+        par,
+        MemStack::new(&mut MemBuffer::new(req)),
+        Default::default(),
+    )
+    .map_err(|_| LinalgError::NoConvergence {
+        what: what.into(),
+        algorithm: "eigh",
+    })?;
     Ok(SymEigen {
-        values: f.S().column_vector().iter().copied().collect(),
-        vectors: f.U().to_owned(),
+        values: values.column_vector().iter().copied().collect(),
+        vectors,
     })
 }
 

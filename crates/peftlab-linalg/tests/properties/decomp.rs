@@ -241,3 +241,24 @@ fn bad_shapes_are_typed_errors() {
     let f = svd(a.as_ref()).unwrap();
     assert!(matches!(f.truncate(5), Err(LinalgError::Rank { .. })));
 }
+
+#[test]
+fn sequential_and_parallel_paths_agree() {
+    use peftlab_linalg::decomp::{Parallelism, parallelism, set_parallelism};
+    let (m, n) = (40, 30);
+    let mut rng = peftlab_linalg::init::SeededRng::new(2);
+    let v: Vec<f64> = (0..m * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let a = mat::<f64>(&v, m, n);
+    let run = |p| {
+        set_parallelism(p);
+        assert_eq!(parallelism(), p);
+        let f = svd(a.as_ref()).unwrap();
+        let q = qr(a.as_ref()).unwrap();
+        (f.s, fro(&(&a - &q.q * &q.r)), orthonormality_error(&q.q))
+    };
+    let (s_seq, qr_seq, _) = run(Parallelism::Sequential);
+    let (s_par, qr_par, orth_par) = run(Parallelism::Rayon(2));
+    set_parallelism(Parallelism::Auto);
+    assert!(max_abs_diff(&s_seq, &s_par) < 1e-12);
+    assert!(qr_seq < 1e-12 && qr_par < 1e-12 && orth_par < 1e-12);
+}
