@@ -228,6 +228,9 @@ impl Transformation {
 
     /// `u: [..., r] ↦ u Tᵀ` (the `A → T` step of the factored forward). Identity returns `u`
     /// unchanged; other kinds form `T` once (`O(r³)`) and do one `[.., r] × [r, r]` product.
+    ///
+    /// # Panics
+    /// Like burn's own layers in `forward`, if the last dimension of `u` is not `r`.
     pub fn apply<const D: usize>(&self, u: Tensor<D>) -> Tensor<D> {
         if self.kind == TransformKind::Identity {
             return u;

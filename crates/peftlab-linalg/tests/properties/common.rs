@@ -130,3 +130,16 @@ pub fn matrix(max_dim: usize) -> impl Strategy<Value = (usize, usize, Vec<f64>)>
 pub fn square(max_dim: usize, scale: f64) -> impl Strategy<Value = (usize, Vec<f64>)> {
     (1..=max_dim).prop_flat_map(move |n| (Just(n), prop::collection::vec(-scale..scale, n * n)))
 }
+
+/// Central finite difference `(f(x + h e_k) − f(x − h e_k)) / 2h` of a scalar function for each
+/// of the first `n` coordinates.
+pub fn central_differences(x: &[f64], n: usize, h: f64, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    (0..n)
+        .map(|k| {
+            let (mut up, mut dn) = (x.to_vec(), x.to_vec());
+            up[k] += h;
+            dn[k] -= h;
+            (f(&up) - f(&dn)) / (2.0 * h)
+        })
+        .collect()
+}

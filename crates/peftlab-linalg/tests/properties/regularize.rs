@@ -107,16 +107,9 @@ fn penalty_gradient_matches_finite_differences() {
         .backward();
     let mut g = values(&a.grad(&grads).unwrap());
     g.extend(values(&b.grad(&grads).unwrap()));
-    for k in 0..x.len() {
-        let (mut up, mut dn) = (x.clone(), x.clone());
-        up[k] += h;
-        dn[k] -= h;
-        let fd = (values(&eval(&up, &plain).2)[0] - values(&eval(&dn, &plain).2)[0]) / (2.0 * h);
-        assert!(
-            (fd - g[k]).abs() <= tol,
-            "entry {k}: fd {fd} autodiff {}",
-            g[k]
-        );
+    let fd = central_differences(&x, x.len(), h, |v| values(&eval(v, &plain).2)[0]);
+    for (k, (fd, ad)) in fd.iter().zip(&g).enumerate() {
+        assert!((fd - ad).abs() <= tol, "entry {k}: fd {fd} autodiff {ad}");
     }
 }
 

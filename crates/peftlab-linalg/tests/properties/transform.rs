@@ -67,13 +67,10 @@ proptest! {
             let wp = tensor(&vals[2 * r * r..3 * r * r], r, r, &plain, dtype);
             values(&loss(tp.matrix(&plain), wp))[0]
         };
-        let n_fac = kind.num_factors();
-        for idx in 0..n_fac * r * r {
-            let (mut up, mut dn) = (v.clone(), v.clone());
-            up[idx] += fd_h;
-            dn[idx] -= fd_h;
-            let fd = (eval(&up) - eval(&dn)) / (2.0 * fd_h);
-            let ad = if idx < r * r { gc[idx] } else { gd.as_ref().unwrap()[idx - r * r] };
+        let fd = central_differences(&v, kind.num_factors() * r * r, fd_h, eval);
+        let ad: Vec<f64> = gc.iter().chain(gd.iter().flatten()).copied().collect();
+        prop_assert_eq!(fd.len(), ad.len());
+        for (idx, (fd, ad)) in fd.iter().zip(&ad).enumerate() {
             prop_assert!((fd - ad).abs() <= fd_tol * scale, "{:?} idx {}: fd {} ad {}", kind, idx, fd, ad);
         }
     }
