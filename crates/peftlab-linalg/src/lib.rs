@@ -31,7 +31,7 @@
 //! // Top-2 SVD of a weight, back as tensors of the same dtype.
 //! let w = Tensor::<2>::from_data([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]], &device);
 //! let f = svd_tensor(&w, Some(2))?;
-//! let s: Vec<f32> = f.s.to_data().to_vec().unwrap();
+//! let s: Vec<f32> = f.s.to_data().try_to_vec().unwrap();
 //! assert_eq!(s, vec![3.0, 2.0]);
 //! # Ok::<(), peftlab_linalg::LinalgError>(())
 //! ```

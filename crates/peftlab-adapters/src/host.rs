@@ -1,0 +1,246 @@
+//! Attaching adapters to a model by module path, merging, and the trainable-parameter report.
+
+use std::fmt;
+
+use burn::module::Module;
+use peftlab_linalg::init::SeededRng;
+use serde::{Deserialize, Serialize};
+
+use crate::AdapterError;
+use crate::linear::{AdaptedLinear, Adapter};
+use crate::lora::LoraConfig;
+use crate::lowrank::LowRankAdapter;
+use crate::mtlora::MtLoraConfig;
+use crate::target::{ModuleSelector, Targeting};
+
+/// A model (or part of one) whose adaptable linear layers can be reached by dotted path.
+///
+/// Implement it by calling the children with [`child_path`]; [`AdaptedLinear`] implements it as
+/// a leaf. Paths follow the Hugging Face checkpoint names (`encoder.layer.0.attention.self.query`)
+/// so that PEFT `target_modules` lists work unchanged.
+pub trait AdapterHost {
+    /// Call `f(path, layer)` on every adaptable linear layer, in a fixed order.
+    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear));
+    /// Call `f(path, layer)` mutably on every adaptable linear layer, in the same order.
+    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear));
+}
+
+impl AdapterHost for AdaptedLinear {
+    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
+        f(prefix, self)
+    }
+    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
+        f(prefix, self)
+    }
+}
+
+/// `prefix.name`, or `name` at the root.
+pub fn child_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Which method to attach, with its configuration. Serialized with a `method` tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum AdapterConfig {
+    /// LoRA.
+    Lora(LoraConfig),
+    /// MTLoRA.
+    Mtlora(MtLoraConfig),
+}
+
+impl AdapterConfig {
+    /// Method name as used in configs and tables.
+    pub fn method(&self) -> &'static str {
+        match self {
+            AdapterConfig::Lora(_) => "lora",
+            AdapterConfig::Mtlora(_) => "mtlora",
+        }
+    }
+
+    fn selectors(&self) -> (&ModuleSelector, Option<&ModuleSelector>) {
+        match self {
+            AdapterConfig::Lora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
+            AdapterConfig::Mtlora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
+        }
+    }
+
+    fn build(&self, layer: &AdaptedLinear, rng: &mut SeededRng) -> Result<Adapter, AdapterError> {
+        let (d_in, d_out) = layer.dims();
+        let w = layer.weight.val();
+        let (device, dtype) = (w.device(), w.dtype());
+        let spec = match self {
+            AdapterConfig::Lora(c) => c.spec(),
+            AdapterConfig::Mtlora(c) => c.spec(),
+        };
+        Ok(Adapter::LowRank(LowRankAdapter::new(
+            &spec, d_in, d_out, &device, dtype, rng,
+        )?))
+    }
+}
+
+/// A per-module seed: the run seed mixed with a hash of the module path (FNV-1a), so that a
+/// module's adapter does not change when other modules are added or removed.
+pub fn module_seed(seed: u64, path: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    seed ^ h
+}
+
+/// What [`attach`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttachReport {
+    /// Method name.
+    pub method: &'static str,
+    /// `(path, trainable adapter params)` for every adapted module, in model order.
+    pub modules: Vec<(String, usize)>,
+}
+
+/// Attach the configured adapter to every targeted linear layer of `model`.
+///
+/// Every existing parameter of the model is frozen first (`Module::no_grad`, as PEFT freezes the
+/// base model); only the new adapter parameters train. Unfreeze heads afterwards with
+/// [`AdaptedLinear::unfreeze_base`]. Each module's adapter is initialized from [`module_seed`]`(seed, path)`, so the same seed
+/// gives bit-identical adapters. Targets that match nothing are an error naming them, and the
+/// model is left untouched in that case.
+pub fn attach<M: Module + AdapterHost>(
+    model: &mut M,
+    config: &AdapterConfig,
+    seed: u64,
+) -> Result<AttachReport, AdapterError> {
+    let (targets, exclude) = config.selectors();
+    let targeting = Targeting::new(targets, exclude)?;
+    let mut paths = Vec::new();
+    model.for_each_linear("", &mut |p, _| paths.push(p.to_string()));
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let selected: Vec<String> = targeting
+        .select(&refs)?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    // Build every adapter first so that an error leaves the model untouched.
+    let mut built = Vec::new();
+    let mut error = None;
+    model.for_each_linear("", &mut |p, layer| {
+        if error.is_none() && selected.iter().any(|s| s == p) {
+            let mut rng = SeededRng::new(module_seed(seed, p));
+            match config.build(layer, &mut rng) {
+                Ok(a) => built.push((p.to_string(), a)),
+                Err(e) => error = Some(e),
+            }
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    for (p, _) in &built {
+        let mut already = false;
+        model.for_each_linear("", &mut |q, layer| {
+            already |= q == p && layer.adapter.is_some()
+        });
+        if already {
+            return Err(AdapterError::MergeState {
+                module: p.clone(),
+                reason: "an adapter is already attached".into(),
+            });
+        }
+    }
+    *model = model.clone().no_grad();
+    model.for_each_linear_mut("", &mut |_, layer| layer.freeze_base());
+    let mut report = AttachReport {
+        method: config.method(),
+        modules: Vec::new(),
+    };
+    let mut built = built.into_iter().peekable();
+    let mut error = None;
+    model.for_each_linear_mut("", &mut |p, layer| {
+        if built.peek().is_some_and(|(q, _)| q == p) {
+            let (q, adapter) = built.next().expect("peeked");
+            let n = adapter.num_trainable();
+            match layer.attach(adapter, &q) {
+                Ok(()) => report.modules.push((q, n)),
+                Err(e) => error = error.take().or(Some(e)),
+            }
+        }
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// Merge every adapter into its base weight (`safe`: refuse non-finite results). Stops at the
+/// first error, naming the module; layers merged before it stay merged.
+pub fn merge_all<M: AdapterHost>(model: &mut M, safe: bool) -> Result<(), AdapterError> {
+    let mut error = None;
+    model.for_each_linear_mut("", &mut |p, layer| {
+        if error.is_none() {
+            error = layer.merge(safe, p).err();
+        }
+    });
+    error.map_or(Ok(()), Err)
+}
+
+/// Take every merged adapter back out of its base weight.
+pub fn unmerge_all<M: AdapterHost>(model: &mut M) -> Result<(), AdapterError> {
+    let mut error = None;
+    model.for_each_linear_mut("", &mut |_, layer| {
+        if error.is_none() {
+            error = layer.unmerge().err();
+        }
+    });
+    error.map_or(Ok(()), Err)
+}
+
+/// Turn every adapter's contribution on or off (the base runs alone when off).
+pub fn set_adapters_enabled<M: AdapterHost>(model: &mut M, enabled: bool) {
+    model.for_each_linear_mut("", &mut |_, layer| layer.enabled = enabled);
+}
+
+/// Trainable vs total parameters, like PEFT's `print_trainable_parameters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamReport {
+    /// Scalars that receive gradients.
+    pub trainable: usize,
+    /// All scalars of the model, adapters included.
+    pub total: usize,
+}
+
+impl fmt::Display for ParamReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "trainable params: {} || all params: {} || trainable%: {:.4}",
+            self.trainable,
+            self.total,
+            100.0 * self.trainable as f64 / self.total.max(1) as f64
+        )
+    }
+}
+
+/// Trainable and total parameters of `model`.
+///
+/// `total` counts every float parameter (`Module::num_params`). `trainable` counts adapter
+/// parameters plus the base parameters of linear layers left or made trainable
+/// ([`AdaptedLinear::base_trainable`]); after [`attach`] everything else is frozen, so this is
+/// exactly what receives gradients.
+pub fn param_report<M: Module + AdapterHost>(model: &M) -> ParamReport {
+    let mut trainable = 0;
+    model.for_each_linear("", &mut |_, l| {
+        trainable += l.num_adapter_params();
+        if l.base_trainable {
+            trainable += l.num_base_params();
+        }
+    });
+    ParamReport {
+        trainable,
+        total: model.num_params(),
+    }
+}

@@ -1,0 +1,29 @@
+//! # peftlab-adapters — PEFT adapters for burn models
+//!
+//! Attach an adapter method to the linear layers of a model by path, train only the adapter,
+//! merge it into the weights for inference and take it back out.
+//!
+//! | method | module | update |
+//! |---|---|---|
+//! | LoRA | [`lora`] | `ΔW = (α/r) · B A` |
+//! | MTLoRA | [`mtlora`] | `ΔW = (α/r) · B T A`, `T` ∈ {SHIM, ICFM, CTCM, DTSM} |
+//!
+//! Shared machinery lives once: [`AdaptedLinear`] (frozen base + adapter, factored forward,
+//! merge/unmerge), [`AdapterHost`] (reaching layers by path), [`target`] (PEFT's
+//! `target_modules` semantics), [`attach`] / [`merge_all`] / [`param_report`].
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod host;
+pub mod linear;
+pub mod lora;
+pub mod lowrank;
+pub mod mtlora;
+pub mod target;
+
+pub use error::AdapterError;
+pub use host::{
+    AdapterConfig, AdapterHost, AttachReport, ParamReport, attach, child_path, merge_all,
+    module_seed, param_report, set_adapters_enabled, unmerge_all,
+};
+pub use linear::{AdaptedLinear, Adapter};

@@ -1,0 +1,193 @@
+//! The adapted linear layer: a frozen base `y = x W0 + b` plus an optional adapter.
+//!
+//! Models in peftlab build their projections from [`AdaptedLinear`] (it behaves exactly like
+//! burn's `nn::Linear` while no adapter is attached) and expose them through
+//! [`AdapterHost`](crate::AdapterHost), so any adapter method can be attached by path.
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+
+use crate::AdapterError;
+use crate::lowrank::LowRankAdapter;
+
+/// One adapter of any method. New methods are new variants; the config enum picks them.
+#[derive(Module, Debug)]
+pub enum Adapter {
+    /// LoRA and MTLoRA (`ΔW = s·B·T·A`).
+    LowRank(LowRankAdapter),
+}
+
+impl Adapter {
+    /// Factored update for `x: [..., d_in]` → `[..., d_out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Adapter::LowRank(a) => a.forward(x),
+        }
+    }
+
+    /// Dense update in burn layout `[d_in, d_out]`, or an error for methods that cannot merge.
+    pub fn delta_weight(&self) -> Result<Tensor<2>, AdapterError> {
+        match self {
+            Adapter::LowRank(a) => Ok(a.delta_weight()),
+        }
+    }
+
+    /// Trainable scalars held by the adapter.
+    pub fn num_trainable(&self) -> usize {
+        match self {
+            Adapter::LowRank(a) => a.num_trainable(),
+        }
+    }
+}
+
+/// A linear layer `y = x W0 + b` (`W0: [d_in, d_out]`, burn layout) with an optional adapter.
+///
+/// The base weight and bias are frozen once an adapter is attached; only adapter parameters
+/// receive gradients. `merged` means `ΔW` has been folded into the stored weight, so the
+/// forward skips the adapter; `enabled = false` runs the base alone.
+#[derive(Module, Debug)]
+pub struct AdaptedLinear {
+    /// `W0: [d_in, d_out]` (or `W0 + ΔW` while merged).
+    pub weight: Param<Tensor<2>>,
+    /// `b: [d_out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// The attached adapter, if any.
+    pub adapter: Option<Adapter>,
+    /// Whether `ΔW` is folded into `weight`.
+    pub merged: bool,
+    /// Whether the adapter contributes to the forward.
+    pub enabled: bool,
+    /// Whether the base weight and bias are trainable (set by [`Self::freeze_base`] /
+    /// [`Self::unfreeze_base`]; burn does not expose a parameter's gradient setting on a
+    /// device without autodiff, so the layer keeps it for reports).
+    pub base_trainable: bool,
+}
+
+impl AdaptedLinear {
+    /// A new layer initialized as burn's `nn::Linear` (`d_in → d_out`, with bias).
+    pub fn new(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Self {
+        Self::from_linear(LinearConfig::new(d_in, d_out).with_bias(bias).init(device))
+    }
+
+    /// Wrap an existing burn `Linear` (row layout, `weight: [d_in, d_out]`).
+    pub fn from_linear(linear: Linear) -> Self {
+        Self {
+            weight: linear.weight,
+            bias: linear.bias,
+            adapter: None,
+            merged: false,
+            enabled: true,
+            base_trainable: true,
+        }
+    }
+
+    /// `(d_in, d_out)`.
+    pub fn dims(&self) -> (usize, usize) {
+        let [d_in, d_out] = self.weight.dims();
+        (d_in, d_out)
+    }
+
+    /// `x: [..., d_in]` → `[..., d_out]`: base plus the factored adapter update.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let base = burn::tensor::module::linear(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+        );
+        match &self.adapter {
+            Some(adapter) if self.enabled && !self.merged => base + adapter.forward(x),
+            _ => base,
+        }
+    }
+
+    /// Attach `adapter`, freezing the base weight and bias. Errors if one is attached already.
+    pub fn attach(&mut self, adapter: Adapter, path: &str) -> Result<(), AdapterError> {
+        if self.adapter.is_some() {
+            return Err(AdapterError::MergeState {
+                module: path.to_string(),
+                reason: "an adapter is already attached".into(),
+            });
+        }
+        self.freeze_base();
+        self.adapter = Some(adapter);
+        self.merged = false;
+        self.enabled = true;
+        Ok(())
+    }
+
+    /// Stop gradients to the base weight and bias.
+    pub fn freeze_base(&mut self) {
+        self.weight = self.weight.clone().set_require_grad(false);
+        self.bias = self.bias.take().map(|b| b.set_require_grad(false));
+        self.base_trainable = false;
+    }
+
+    /// Let the base weight and bias train (full fine-tuning, `modules_to_save` heads).
+    pub fn unfreeze_base(&mut self) {
+        self.weight = self.weight.clone().set_require_grad(true);
+        self.bias = self.bias.take().map(|b| b.set_require_grad(true));
+        self.base_trainable = true;
+    }
+
+    /// Fold `ΔW` into the weight. `safe` reads the result back and refuses (leaving the layer
+    /// unchanged) if it contains NaN or ±inf. Merging twice is a no-op.
+    pub fn merge(&mut self, safe: bool, path: &str) -> Result<(), AdapterError> {
+        let Some(adapter) = &self.adapter else {
+            return Ok(());
+        };
+        if self.merged {
+            return Ok(());
+        }
+        let delta = adapter.delta_weight()?.detach();
+        let merged = (self.weight.val() + delta).detach();
+        if safe && !all_finite(&merged) {
+            return Err(AdapterError::NonFiniteMerge {
+                module: path.to_string(),
+            });
+        }
+        self.set_weight(merged);
+        self.merged = true;
+        Ok(())
+    }
+
+    /// Take `ΔW` back out of the weight. Unmerging an unmerged layer is a no-op.
+    pub fn unmerge(&mut self) -> Result<(), AdapterError> {
+        let Some(adapter) = &self.adapter else {
+            return Ok(());
+        };
+        if !self.merged {
+            return Ok(());
+        }
+        let delta = adapter.delta_weight()?.detach();
+        let restored = (self.weight.val() - delta).detach();
+        self.set_weight(restored);
+        self.merged = false;
+        Ok(())
+    }
+
+    fn set_weight(&mut self, value: Tensor<2>) {
+        self.weight =
+            Param::initialized(self.weight.id, value).set_require_grad(self.base_trainable);
+    }
+
+    /// Trainable scalars of the adapter (0 without one).
+    pub fn num_adapter_params(&self) -> usize {
+        self.adapter.as_ref().map_or(0, Adapter::num_trainable)
+    }
+
+    /// Scalars of the base weight and bias.
+    pub fn num_base_params(&self) -> usize {
+        let (i, o) = self.dims();
+        i * o + self.bias.as_ref().map_or(0, |b| b.dims()[0])
+    }
+}
+
+fn all_finite(t: &Tensor<2>) -> bool {
+    t.clone()
+        .is_finite()
+        .all()
+        .into_data()
+        .try_to_vec::<bool>()
+        .is_ok_and(|v| v.iter().all(|b| *b))
+}

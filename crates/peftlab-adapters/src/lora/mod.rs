@@ -1,0 +1,61 @@
+//! # LoRA — Low-Rank Adaptation (baseline)
+//!
+//! Paper: Hu et al., *LoRA: Low-Rank Adaptation of Large Language Models*, arXiv 2106.09685.
+//!
+//! Update: `h = W0 x + s · B A dropout(x)`, `A ∈ R^{r×d_in}`, `B ∈ R^{d_out×r}`.
+//! Init (loralib / PEFT): `A ~ kaiming_uniform(a = √5)` = `U(−1/√d_in, 1/√d_in)`, `B = 0`, so the
+//! model is unchanged at attach time. Scale: `s = α / r`, or `α / √r` with `use_rslora`
+//! (rsLoRA). Parameters per adapted matrix: `r (d_in + d_out)`.
+//! Confirmed from microsoft/LoRA and huggingface/peft (papers.md §1); nothing inferred.
+//!
+//! Reproduce (baseline row of every table): `cargo xtask reproduce mtlora`.
+
+use burn::config::Config;
+use peftlab_linalg::transform::{TransformInit, TransformKind};
+
+use crate::lowrank::{AInit, LowRankSpec};
+use crate::target::ModuleSelector;
+
+/// LoRA configuration (PEFT's `LoraConfig` names).
+#[derive(Config, Debug)]
+pub struct LoraConfig {
+    /// Rank `r`.
+    pub r: usize,
+    /// `α` (scale numerator).
+    #[config(default = 8.0)]
+    pub lora_alpha: f64,
+    /// Dropout on the adapter input.
+    #[config(default = 0.0)]
+    pub lora_dropout: f64,
+    /// `s = α/√r` instead of `α/r`.
+    #[config(default = false)]
+    pub use_rslora: bool,
+    /// Which linear layers to adapt.
+    pub target_modules: ModuleSelector,
+    /// Layers to skip even if targeted.
+    #[config(default = "None")]
+    pub exclude_modules: Option<ModuleSelector>,
+}
+
+impl LoraConfig {
+    /// The scale `s`.
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
+        }
+    }
+
+    /// The low-rank adapter this config builds.
+    pub fn spec(&self) -> LowRankSpec {
+        LowRankSpec {
+            rank: self.r,
+            scale: self.scale(),
+            dropout: self.lora_dropout,
+            kind: TransformKind::Identity,
+            t_init: TransformInit::Identity,
+            a_init: AInit::KaimingUniform,
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The same behaviour matrix for every adapter method, on a tiny transformer block.
+//!
+//! Tolerances (f32 on the default backend, activations O(1), d ≤ 24, 2 layers): merged vs
+//! unmerged outputs within `1e-4` absolute; unmerge restores weights within `1e-6 · (1 + |W|max)`;
+//! identity at init and disabled adapters are exact (the update adds exact zeros / is skipped).
+//! Finite-difference checks run in f64 where the backend has it (`h = 1e-6`, `1e-6` relative).
+
+mod model;
+
+use burn::module::{Module, Param};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use model::TinyEncoder;
+use peftlab_adapters::lora::LoraConfig;
+use peftlab_adapters::mtlora::MtLoraConfig;
+use peftlab_adapters::target::ModuleSelector;
+use peftlab_adapters::{
+    AdaptedLinear, Adapter, AdapterConfig, AdapterError, AdapterHost, attach, merge_all,
+    param_report, set_adapters_enabled, unmerge_all,
+};
+use peftlab_linalg::init::{Fill, SeededRng};
+use peftlab_linalg::transform::TransformKind;
+use proptest::prelude::*;
+
+const SIX: [&str; 6] = [
+    "query",
+    "key",
+    "value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+];
+
+fn device() -> Device {
+    Device::default()
+}
+
+fn values<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
+    t.try_to_vec_as::<f64>().unwrap()
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Every method under test, configured at rank `r` on `targets`.
+fn methods(r: usize, targets: &[&str]) -> Vec<AdapterConfig> {
+    let sel = ModuleSelector::list(targets);
+    let mut v = vec![AdapterConfig::Lora(
+        LoraConfig::new(r, sel.clone()).with_lora_alpha(16.0),
+    )];
+    for kind in [
+        TransformKind::Shim,
+        TransformKind::Icfm,
+        TransformKind::Ctcm,
+        TransformKind::Dtsm,
+    ] {
+        v.push(AdapterConfig::Mtlora(MtLoraConfig::new(
+            r,
+            kind,
+            sel.clone(),
+        )));
+    }
+    v
+}
+
+fn input(b: usize, t: usize, d: usize, seed: u64, device: &Device) -> Tensor<3> {
+    let mut rng = SeededRng::new(seed);
+    let v = Fill::Normal { std: 1.0 }.sample(b * t, d, &mut rng);
+    Tensor::from_data(TensorData::new(v, [b, t, d]), device)
+}
+
+/// Give every `B` random values so that `ΔW ≠ 0` (as after some training).
+fn perturb<M: AdapterHost>(model: &mut M, seed: u64) {
+    let mut rng = SeededRng::new(seed);
+    model.for_each_linear_mut("", &mut |_, layer| {
+        if let Some(Adapter::LowRank(a)) = &mut layer.adapter {
+            let [o, r] = a.lora_b.dims();
+            let dev = a.lora_b.val().device();
+            let b = Fill::Normal { std: 0.3 }.tensor(o, r, &mut rng, &dev, DType::F32);
+            a.lora_b = Param::initialized(a.lora_b.id, b).set_require_grad(true);
+        }
+    });
+}
+
+fn weights<M: AdapterHost>(model: &M) -> Vec<Vec<f64>> {
+    let mut out = Vec::new();
+    model.for_each_linear("", &mut |_, l| out.push(values(&l.weight.val())));
+    out
+}
+
+#[test]
+fn identity_at_init_and_disabled_equals_base() {
+    let dev = device();
+    for cfg in methods(4, &SIX) {
+        let mut m = TinyEncoder::new(2, 16, 24, &dev);
+        let x = input(2, 5, 16, 1, &dev);
+        let base = values(&m.forward(x.clone()));
+        attach(&mut m, &cfg, 7).unwrap();
+        assert_eq!(
+            values(&m.forward(x.clone())),
+            base,
+            "{}: ΔW = 0 at init",
+            cfg.method()
+        );
+        perturb(&mut m, 3);
+        assert_ne!(
+            values(&m.forward(x.clone())),
+            base,
+            "{}: perturbed B changes the output",
+            cfg.method()
+        );
+        set_adapters_enabled(&mut m, false);
+        assert_eq!(
+            values(&m.forward(x.clone())),
+            base,
+            "{}: disabled = base",
+            cfg.method()
+        );
+    }
+}
+
+#[test]
+fn merge_is_equivalent_idempotent_and_reversible() {
+    let dev = device();
+    for cfg in methods(4, &SIX) {
+        let mut m = TinyEncoder::new(2, 16, 24, &dev);
+        let w0 = weights(&m);
+        attach(&mut m, &cfg, 11).unwrap();
+        perturb(&mut m, 5);
+        let x = input(2, 5, 16, 2, &dev);
+        let unmerged = values(&m.forward(x.clone()));
+        merge_all(&mut m, true).unwrap();
+        let merged = values(&m.forward(x.clone()));
+        assert!(
+            max_abs_diff(&merged, &unmerged) <= 1e-4,
+            "{}: merged ≠ unmerged",
+            cfg.method()
+        );
+        let w_merged = weights(&m);
+        assert_ne!(w_merged, w0, "{}: merge changed the weights", cfg.method());
+        merge_all(&mut m, true).unwrap();
+        assert_eq!(
+            weights(&m),
+            w_merged,
+            "{}: merging twice = once",
+            cfg.method()
+        );
+        unmerge_all(&mut m).unwrap();
+        for (w, w0) in weights(&m).iter().zip(&w0) {
+            let scale = 1.0 + w0.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            assert!(
+                max_abs_diff(w, w0) <= 1e-6 * scale,
+                "{}: unmerge restores W0",
+                cfg.method()
+            );
+        }
+        assert!(
+            max_abs_diff(&values(&m.forward(x)), &unmerged) <= 1e-4,
+            "{}: merge+unmerge round trip",
+            cfg.method()
+        );
+    }
+}
+
+#[test]
+fn safe_merge_rejects_non_finite_and_leaves_weights() {
+    let dev = device();
+    for cfg in methods(2, &["query"]) {
+        let mut m = TinyEncoder::new(1, 8, 8, &dev);
+        attach(&mut m, &cfg, 1).unwrap();
+        let before = weights(&m);
+        m.for_each_linear_mut("", &mut |_, l| {
+            if let Some(Adapter::LowRank(a)) = &mut l.adapter {
+                let [o, r] = a.lora_b.dims();
+                let nan = Tensor::<2>::full([o, r], f32::NAN, &dev);
+                a.lora_b = Param::initialized(a.lora_b.id, nan);
+            }
+        });
+        let err = merge_all(&mut m, true).unwrap_err();
+        assert!(
+            matches!(&err, AdapterError::NonFiniteMerge { module } if module == "encoder.layer.0.attention.self.query"),
+            "{err}"
+        );
+        assert_eq!(weights(&m), before);
+        assert!(!m.layers[0].query.merged);
+    }
+}
+
+#[test]
+fn only_adapter_parameters_get_gradients() {
+    let dev = device().autodiff();
+    for cfg in methods(3, &SIX) {
+        let mut m = TinyEncoder::new(1, 8, 12, &dev);
+        attach(&mut m, &cfg, 2).unwrap();
+        perturb(&mut m, 9);
+        let loss = m.forward(input(2, 3, 8, 4, &dev)).square().sum();
+        let grads = loss.backward();
+        m.for_each_linear("", &mut |p, l| {
+            assert!(
+                l.weight.val().grad(&grads).is_none(),
+                "{p}: base weight got a gradient"
+            );
+            assert!(
+                l.bias.as_ref().unwrap().val().grad(&grads).is_none(),
+                "{p}: bias got a gradient"
+            );
+            let Some(Adapter::LowRank(a)) = &l.adapter else {
+                panic!("{p} not adapted")
+            };
+            let ga = a.lora_a.val().grad(&grads).expect("A has a gradient");
+            assert!(
+                values(&ga).iter().any(|v| *v != 0.0),
+                "{p}: A's gradient is non-zero once B ≠ 0"
+            );
+            assert!(a.lora_b.val().grad(&grads).is_some());
+            for f in [&a.transform.c, &a.transform.d].into_iter().flatten() {
+                assert!(
+                    f.val().grad(&grads).is_some(),
+                    "{p}: T factor has a gradient"
+                );
+            }
+        });
+        let report = param_report(&m);
+        let adapters: usize = {
+            let mut n = 0;
+            m.for_each_linear("", &mut |_, l| n += l.num_adapter_params());
+            n
+        };
+        assert_eq!(
+            report.trainable,
+            adapters,
+            "{}: trainable = adapter params",
+            cfg.method()
+        );
+    }
+}
+
+/// `∂L/∂A`, `∂L/∂B`, `∂L/∂C`, `∂L/∂D` of one adapted layer against central differences.
+#[test]
+fn adapter_gradients_match_finite_differences() {
+    let plain = device();
+    let dtype = if plain.supports_dtype(DType::F64) {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let (h, tol) = if dtype == DType::F64 {
+        (1e-6, 1e-6)
+    } else {
+        (1e-2, 3e-2)
+    };
+    let (d_in, d_out, r) = (5, 4, 3);
+    for cfg in methods(r, &["lin"]) {
+        // flatten all adapter parameters into one vector, rebuild the layer from it
+        let build = |vals: &[f64], dev: &Device| -> (AdaptedLinear, Vec<Tensor<2>>) {
+            let mut l = AdaptedLinear::new(d_in, d_out, true, dev);
+            let mut rng = SeededRng::new(0);
+            let w = Fill::Normal { std: 1.0 }.tensor(d_in, d_out, &mut rng, dev, dtype);
+            l.weight = Param::from_tensor(w);
+            l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], (dev, dtype))));
+            attach(&mut l, &cfg_for(&cfg), 0).unwrap();
+            let Some(Adapter::LowRank(a)) = &mut l.adapter else {
+                unreachable!()
+            };
+            let mut off = 0;
+            let mut leaves = Vec::new();
+            let mut take = |p: &mut Param<Tensor<2>>| {
+                let [m, n] = p.dims();
+                let mut t = Tensor::<2>::from_data(
+                    TensorData::new(vals[off..off + m * n].to_vec(), [m, n]),
+                    (dev, dtype),
+                );
+                if dev.is_autodiff() {
+                    t = t.require_grad();
+                }
+                off += m * n;
+                leaves.push(t.clone());
+                *p = Param::initialized(p.id, t);
+            };
+            take(&mut a.lora_a);
+            take(&mut a.lora_b);
+            if let Some(c) = &mut a.transform.c {
+                take(c);
+            }
+            if let Some(d) = &mut a.transform.d {
+                take(d);
+            }
+            (l, leaves)
+        };
+        let n_params = r * (d_in + d_out)
+            + match &cfg {
+                AdapterConfig::Mtlora(c) => c.structure.num_params(r),
+                _ => 0,
+            };
+        let mut rng = SeededRng::new(42);
+        let theta: Vec<f64> = (0..n_params).map(|_| rng.uniform(-0.5, 0.5)).collect();
+        let xv: Vec<f64> = (0..3 * d_in).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let loss = |l: &AdaptedLinear, dev: &Device| {
+            let x = Tensor::<2>::from_data(TensorData::new(xv.clone(), [3, d_in]), (dev, dtype));
+            l.forward(x).powf_scalar(2.0).sum()
+        };
+        let ad = plain.clone().autodiff();
+        let (l, leaves) = build(&theta, &ad);
+        let grads = loss(&l, &ad).backward();
+        let g: Vec<f64> = leaves
+            .iter()
+            .flat_map(|t| values(&t.grad(&grads).unwrap()))
+            .collect();
+        assert_eq!(g.len(), n_params);
+        for k in 0..n_params {
+            let (mut up, mut dn) = (theta.clone(), theta.clone());
+            up[k] += h;
+            dn[k] -= h;
+            let f = |v: &[f64]| values(&loss(&build(v, &plain).0, &plain))[0];
+            let fd = (f(&up) - f(&dn)) / (2.0 * h);
+            assert!(
+                (fd - g[k]).abs() <= tol * (1.0 + g[k].abs()),
+                "{} param {k}: fd {fd} ad {}",
+                cfg.method(),
+                g[k]
+            );
+        }
+    }
+}
+
+/// The same config, targeting the root layer (path "") of a lone `AdaptedLinear`.
+fn cfg_for(cfg: &AdapterConfig) -> AdapterConfig {
+    let root = ModuleSelector::Regex(String::new());
+    match cfg.clone() {
+        AdapterConfig::Lora(c) => AdapterConfig::Lora(LoraConfig {
+            target_modules: root,
+            ..c
+        }),
+        AdapterConfig::Mtlora(c) => AdapterConfig::Mtlora(MtLoraConfig {
+            target_modules: root,
+            ..c
+        }),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Over shapes and ranks: parameter counts follow the formulas, init is the identity, merge
+    /// is equivalent.
+    #[test]
+    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..5, seed in any::<u64>()) {
+        let dev = device();
+        let cfg = cfg_for(&methods(r, &["x"])[which]);
+        let mut l = AdaptedLinear::new(d_in, d_out, true, &dev);
+        let x = Tensor::<2>::from_data(TensorData::new(Fill::Normal { std: 1.0 }.sample(3, d_in, &mut SeededRng::new(seed)), [3, d_in]), &dev);
+        let base = values(&l.forward(x.clone()));
+        attach(&mut l, &cfg, seed).unwrap();
+        let t_params = match &cfg { AdapterConfig::Mtlora(c) => c.structure.num_params(r), _ => 0 };
+        prop_assert_eq!(l.num_adapter_params(), r * (d_in + d_out) + t_params);
+        prop_assert_eq!(param_report(&l).trainable, r * (d_in + d_out) + t_params);
+        prop_assert_eq!(param_report(&l).total, d_in * d_out + d_out + r * (d_in + d_out) + t_params);
+        prop_assert_eq!(values(&l.forward(x.clone())), base);
+        perturb(&mut l, seed ^ 1);
+        let unmerged = values(&l.forward(x.clone()));
+        l.merge(true, "").unwrap();
+        prop_assert!(max_abs_diff(&values(&l.forward(x)), &unmerged) <= 1e-4);
+    }
+}
+
+#[test]
+fn same_seed_same_adapters() {
+    let dev = device();
+    for cfg in methods(4, &SIX) {
+        let snapshot = |seed| {
+            let mut m = TinyEncoder::new(1, 8, 8, &dev);
+            attach(&mut m, &cfg, seed).unwrap();
+            let mut v = Vec::new();
+            m.for_each_linear("", &mut |_, l| {
+                let Some(Adapter::LowRank(a)) = &l.adapter else {
+                    return;
+                };
+                v.push(values(&a.lora_a.val()));
+                for f in [&a.transform.c, &a.transform.d].into_iter().flatten() {
+                    v.push(values(&f.val()));
+                }
+            });
+            v
+        };
+        assert_eq!(snapshot(5), snapshot(5), "{}", cfg.method());
+        assert_ne!(snapshot(5), snapshot(6), "{}", cfg.method());
+    }
+}
+
+#[test]
+fn targeting_follows_peft_semantics() {
+    let dev = device();
+    let report = |targets: ModuleSelector, exclude: Option<ModuleSelector>| {
+        let mut m = TinyEncoder::new(2, 8, 8, &dev);
+        let cfg = AdapterConfig::Lora(LoraConfig::new(2, targets).with_exclude_modules(exclude));
+        attach(&mut m, &cfg, 0).map(|r| r.modules.into_iter().map(|(p, _)| p).collect::<Vec<_>>())
+    };
+    // list: exact names or dotted suffixes; "output.dense" also matches attention.output.dense
+    let got = report(ModuleSelector::list(&["query", "output.dense"]), None).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            "encoder.layer.0.attention.self.query",
+            "encoder.layer.0.attention.output.dense",
+            "encoder.layer.0.output.dense",
+            "encoder.layer.1.attention.self.query",
+            "encoder.layer.1.attention.output.dense",
+            "encoder.layer.1.output.dense",
+        ]
+    );
+    // a suffix must end at a dot: "uery" matches nothing
+    let err = report(ModuleSelector::list(&["query", "uery"]), None).unwrap_err();
+    assert!(
+        matches!(&err, AdapterError::TargetNotFound { entry, .. } if entry == "uery"),
+        "{err}"
+    );
+    // regex: full match only
+    let got = report(
+        ModuleSelector::Regex(r".*layer\.1\.attention\.self\.(query|value)".into()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            "encoder.layer.1.attention.self.query",
+            "encoder.layer.1.attention.self.value"
+        ]
+    );
+    assert!(
+        report(ModuleSelector::Regex("query".into()), None).is_err(),
+        "partial regex match is no match"
+    );
+    // exclusion
+    let got = report(
+        ModuleSelector::list(&["query"]),
+        Some(ModuleSelector::list(&[
+            "encoder.layer.0.attention.self.query",
+        ])),
+    )
+    .unwrap();
+    assert_eq!(got, vec!["encoder.layer.1.attention.self.query"]);
+    // a bad regex names the key
+    let err = report(ModuleSelector::Regex("(".into()), None).unwrap_err();
+    assert!(err.to_string().contains("target_modules"), "{err}");
+}
+
+#[test]
+fn attaching_twice_or_bad_config_is_an_error() {
+    let dev = device();
+    let mut m = TinyEncoder::new(1, 8, 8, &dev);
+    let cfg = AdapterConfig::Lora(LoraConfig::new(2, ModuleSelector::list(&["query"])));
+    attach(&mut m, &cfg, 0).unwrap();
+    assert!(matches!(
+        attach(&mut m, &cfg, 0),
+        Err(AdapterError::MergeState { .. })
+    ));
+    let mut m = TinyEncoder::new(1, 8, 8, &dev);
+    let bad = AdapterConfig::Lora(LoraConfig::new(0, ModuleSelector::list(&["query"])));
+    assert!(matches!(
+        attach(&mut m, &bad, 0),
+        Err(AdapterError::Config { .. })
+    ));
+    assert!(
+        m.layers[0].query.adapter.is_none(),
+        "a failed attach leaves the model untouched"
+    );
+    let bad = AdapterConfig::Lora(
+        LoraConfig::new(2, ModuleSelector::list(&["query"])).with_lora_dropout(1.5),
+    );
+    let err = attach(&mut m, &bad, 0).unwrap_err();
+    assert!(err.to_string().contains("lora_dropout"), "{err}");
+}
+
+#[test]
+fn config_round_trips_through_json_with_method_tag() {
+    let cfg = AdapterConfig::Mtlora(MtLoraConfig::new(
+        8,
+        TransformKind::Icfm,
+        ModuleSelector::list(&SIX),
+    ));
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert!(json.contains("\"method\":\"mtlora\""), "{json}");
+    assert!(json.contains("\"structure\":\"Icfm\""), "{json}");
+    let back: AdapterConfig = serde_json::from_str(&json).unwrap();
+    let AdapterConfig::Mtlora(c) = back else {
+        panic!("method tag lost")
+    };
+    assert_eq!(
+        (c.r, c.structure, c.lora_alpha),
+        (8, TransformKind::Icfm, 16.0)
+    );
+    // rsLoRA scale
+    let c = LoraConfig::new(16, ModuleSelector::list(&["q"]))
+        .with_lora_alpha(8.0)
+        .with_use_rslora(true);
+    assert_eq!(c.scale(), 2.0);
+    assert_eq!(
+        LoraConfig::new(16, ModuleSelector::list(&["q"]))
+            .with_lora_alpha(8.0)
+            .scale(),
+        0.5
+    );
+}
+
+#[allow(dead_code)]
+fn assert_module<M: Module>() {}

@@ -1,0 +1,103 @@
+//! A tiny transformer block (single-head attention + GELU MLP) built from `AdaptedLinear`, with
+//! Hugging Face BERT module paths, used to run every adapter method through the same tests.
+
+use burn::module::Module;
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Tensor};
+use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
+
+/// One encoder layer.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub query: AdaptedLinear,
+    pub key: AdaptedLinear,
+    pub value: AdaptedLinear,
+    pub attn_out: AdaptedLinear,
+    pub intermediate: AdaptedLinear,
+    pub output: AdaptedLinear,
+}
+
+/// `n_layers` blocks of width `d` and FFN width `d_ff`.
+#[derive(Module, Debug)]
+pub struct TinyEncoder {
+    pub layers: Vec<Block>,
+}
+
+impl Block {
+    fn new(d: usize, d_ff: usize, device: &Device) -> Self {
+        Self {
+            query: AdaptedLinear::new(d, d, true, device),
+            key: AdaptedLinear::new(d, d, true, device),
+            value: AdaptedLinear::new(d, d, true, device),
+            attn_out: AdaptedLinear::new(d, d, true, device),
+            intermediate: AdaptedLinear::new(d, d_ff, true, device),
+            output: AdaptedLinear::new(d_ff, d, true, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let d = x.dims()[2] as f64;
+        let q = self.query.forward(x.clone());
+        let k = self.key.forward(x.clone());
+        let v = self.value.forward(x.clone());
+        let att = softmax(q.matmul(k.swap_dims(1, 2)) / d.sqrt(), 2);
+        let h = x + self.attn_out.forward(att.matmul(v));
+        h.clone() + self.output.forward(gelu(self.intermediate.forward(h)))
+    }
+}
+
+impl AdapterHost for Block {
+    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
+        f(&child_path(prefix, "attention.self.query"), &self.query);
+        f(&child_path(prefix, "attention.self.key"), &self.key);
+        f(&child_path(prefix, "attention.self.value"), &self.value);
+        f(
+            &child_path(prefix, "attention.output.dense"),
+            &self.attn_out,
+        );
+        f(
+            &child_path(prefix, "intermediate.dense"),
+            &self.intermediate,
+        );
+        f(&child_path(prefix, "output.dense"), &self.output);
+    }
+    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
+        f(&child_path(prefix, "attention.self.query"), &mut self.query);
+        f(&child_path(prefix, "attention.self.key"), &mut self.key);
+        f(&child_path(prefix, "attention.self.value"), &mut self.value);
+        f(
+            &child_path(prefix, "attention.output.dense"),
+            &mut self.attn_out,
+        );
+        f(
+            &child_path(prefix, "intermediate.dense"),
+            &mut self.intermediate,
+        );
+        f(&child_path(prefix, "output.dense"), &mut self.output);
+    }
+}
+
+impl TinyEncoder {
+    pub fn new(n_layers: usize, d: usize, d_ff: usize, device: &Device) -> Self {
+        Self {
+            layers: (0..n_layers).map(|_| Block::new(d, d_ff, device)).collect(),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.layers.iter().fold(x, |h, b| b.forward(h))
+    }
+}
+
+impl AdapterHost for TinyEncoder {
+    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
+        for (i, b) in self.layers.iter().enumerate() {
+            b.for_each_linear(&child_path(prefix, &format!("encoder.layer.{i}")), f);
+        }
+    }
+    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
+        for (i, b) in self.layers.iter_mut().enumerate() {
+            b.for_each_linear_mut(&child_path(prefix, &format!("encoder.layer.{i}")), f);
+        }
+    }
+}
