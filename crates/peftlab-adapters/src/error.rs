@@ -54,6 +54,14 @@ pub enum AdapterError {
         /// Actual shape.
         got: String,
     },
+    /// A file could not be read, written or parsed.
+    #[error("{}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// An error from the math crate.
     #[error(transparent)]
     Linalg(#[from] peftlab_linalg::LinalgError),

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod host;
+pub mod io;
 pub mod linear;
 pub mod lora;
 pub mod lowrank;
@@ -26,4 +27,5 @@ pub use host::{
     AdapterConfig, AdapterHost, AttachReport, ParamReport, attach, child_path, merge_all,
     module_seed, param_report, set_adapters_enabled, unmerge_all,
 };
+pub use io::{LoadReport, load_adapter, save_adapter};
 pub use linear::{AdaptedLinear, Adapter};

@@ -5,6 +5,7 @@
 //! identity at init and disabled adapters are exact (the update adds exact zeros / is skipped).
 //! Finite-difference checks run in f64 where the backend has it (`h = 1e-6`, `1e-6` relative).
 
+mod io;
 mod model;
 
 use burn::module::{Module, Param};

@@ -1,0 +1,451 @@
+//! Saving and loading adapters on their own, in PEFT's two-file layout (docs/formats.md).
+//!
+//! `adapter_config.json` + `adapter_model.safetensors`. LoRA uses PEFT's exact format: config
+//! `peft_type: "LORA"` with PEFT's field names, tensors
+//! `base_model.model.<path>.lora_A.weight: [r, d_in]` and `.lora_B.weight: [d_out, r]`, so that an
+//! adapter trained here loads in Python PEFT and one trained there loads here. MTLoRA uses
+//! `peft_type: "MTLORA"` (a peftlab type: PEFT has none) with the same keys plus
+//! `.mtlora_C.weight` / `.mtlora_D.weight: [r, r]`. Both configs carry a `peftlab` object
+//! (version, git commit, method).
+//!
+//! Files are written to temporary names and renamed, so a failed save leaves no half-written
+//! adapter; a failed load leaves the model untouched.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, Param};
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::{Map, Value, json};
+
+use crate::linear::Adapter;
+use crate::lora::LoraConfig;
+use crate::mtlora::MtLoraConfig;
+use crate::target::ModuleSelector;
+use crate::{AdapterConfig, AdapterError, AdapterHost, attach};
+
+/// Config file name.
+pub const CONFIG_FILE: &str = "adapter_config.json";
+/// Weights file name.
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+/// Prefix PEFT puts before module paths.
+pub const KEY_PREFIX: &str = "base_model.model.";
+
+/// What [`load_adapter`] found besides the weights.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// The configuration read.
+    pub config: AdapterConfig,
+    /// Config keys that were not understood and were ignored.
+    pub unknown_keys: Vec<String>,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// `(key suffix, tensor)` pairs held by one adapter, PEFT names.
+fn adapter_tensors(adapter: &Adapter) -> Vec<(&'static str, Tensor<2>)> {
+    match adapter {
+        Adapter::LowRank(a) => {
+            let mut v = vec![
+                ("lora_A.weight", a.lora_a.val()),
+                ("lora_B.weight", a.lora_b.val()),
+            ];
+            if let Some(c) = &a.transform.c {
+                v.push(("mtlora_C.weight", c.val()));
+            }
+            if let Some(d) = &a.transform.d {
+                v.push(("mtlora_D.weight", d.val()));
+            }
+            v
+        }
+    }
+}
+
+fn adapter_params_mut(adapter: &mut Adapter) -> Vec<(&'static str, &mut Param<Tensor<2>>)> {
+    match adapter {
+        Adapter::LowRank(a) => {
+            let mut v = vec![
+                ("lora_A.weight", &mut a.lora_a),
+                ("lora_B.weight", &mut a.lora_b),
+            ];
+            if let Some(c) = &mut a.transform.c {
+                v.push(("mtlora_C.weight", c));
+            }
+            if let Some(d) = &mut a.transform.d {
+                v.push(("mtlora_D.weight", d));
+            }
+            v
+        }
+    }
+}
+
+/// PEFT-style config JSON for `config`.
+pub fn config_json(config: &AdapterConfig) -> Value {
+    let provenance = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "git_commit": env!("PEFTLAB_GIT_COMMIT"),
+        "method": config.method(),
+    });
+    let targets = |s: &ModuleSelector| serde_json::to_value(s).unwrap_or(Value::Null);
+    match config {
+        AdapterConfig::Lora(c) => json!({
+            "peft_type": "LORA",
+            "task_type": null,
+            "r": c.r,
+            "lora_alpha": c.lora_alpha,
+            "lora_dropout": c.lora_dropout,
+            "use_rslora": c.use_rslora,
+            "target_modules": targets(&c.target_modules),
+            "exclude_modules": c.exclude_modules.as_ref().map(targets),
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "modules_to_save": null,
+            "init_lora_weights": true,
+            "rank_pattern": {},
+            "alpha_pattern": {},
+            "use_dora": false,
+            "inference_mode": true,
+            "peftlab": provenance,
+        }),
+        AdapterConfig::Mtlora(c) => json!({
+            "peft_type": "MTLORA",
+            "r": c.r,
+            "structure": c.structure.name(),
+            "lora_alpha": c.lora_alpha,
+            "lora_dropout": c.lora_dropout,
+            "t_init": c.t_init,
+            "a_init": c.a_init,
+            "target_modules": targets(&c.target_modules),
+            "exclude_modules": c.exclude_modules.as_ref().map(targets),
+            "peftlab": provenance,
+        }),
+    }
+}
+
+/// Write `dir/adapter_config.json` and `dir/adapter_model.safetensors` for every adapter in
+/// `model`, as f32. The directory is created if needed.
+pub fn save_adapter<M: AdapterHost>(
+    model: &M,
+    config: &AdapterConfig,
+    dir: &Path,
+) -> Result<(), AdapterError> {
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut error = None;
+    model.for_each_linear("", &mut |p, layer| {
+        let Some(adapter) = &layer.adapter else {
+            return;
+        };
+        for (suffix, t) in adapter_tensors(adapter) {
+            match t.try_to_vec_as::<f32>() {
+                Ok(v) => entries.push((
+                    format!("{KEY_PREFIX}{p}.{suffix}"),
+                    t.dims().to_vec(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )),
+                Err(e) => error = Some(format!("{p}.{suffix}: {e:?}")),
+            }
+        }
+    });
+    if let Some(e) = error {
+        return Err(io_err(dir, e));
+    }
+    if entries.is_empty() {
+        return Err(AdapterError::Config {
+            key: "model".into(),
+            reason: "has no adapter to save".into(),
+        });
+    }
+    let views = entries
+        .iter()
+        .map(|(k, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| io_err(dir, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights = safetensors::serialize(views, Some(metadata)).map_err(|e| io_err(dir, e))?;
+    let config_text =
+        serde_json::to_string_pretty(&config_json(config)).map_err(|e| io_err(dir, e))?;
+    write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
+    write_atomic(&dir.join(CONFIG_FILE), config_text.as_bytes())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdapterError> {
+    let tmp: PathBuf = path.with_extension("tmp-peftlab");
+    fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err(path, e)
+    })
+}
+
+/// Known config keys per peft_type; anything else is reported in `unknown_keys`.
+const LORA_KEYS: &[&str] = &[
+    "peft_type",
+    "task_type",
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "use_rslora",
+    "target_modules",
+    "exclude_modules",
+    "bias",
+    "fan_in_fan_out",
+    "modules_to_save",
+    "init_lora_weights",
+    "rank_pattern",
+    "alpha_pattern",
+    "use_dora",
+    "inference_mode",
+    "peftlab",
+    "base_model_name_or_path",
+    "revision",
+    "layers_to_transform",
+    "layers_pattern",
+    "megatron_config",
+    "megatron_core",
+    "loftq_config",
+    "layer_replication",
+    "runtime_config",
+    "lora_bias",
+    "auto_mapping",
+    "eva_config",
+    "corda_config",
+    "trainable_token_indices",
+    "target_parameters",
+    "qalora_group_size",
+    "use_qalora",
+    "arrow_config",
+    "ensure_weight_tying",
+    "alora_invocation_tokens",
+    "peft_version",
+];
+const MTLORA_KEYS: &[&str] = &[
+    "peft_type",
+    "r",
+    "structure",
+    "lora_alpha",
+    "lora_dropout",
+    "t_init",
+    "a_init",
+    "target_modules",
+    "exclude_modules",
+    "peftlab",
+];
+
+/// Parse an `adapter_config.json` value. Features peftlab does not implement are rejected with
+/// an error naming the key; unknown keys are returned for the caller to warn about.
+pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String>), AdapterError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| io_err(file, "not a JSON object"))?;
+    let key_err = |key: &str, reason: String| AdapterError::Config {
+        key: format!("{}: {key}", file.display()),
+        reason,
+    };
+    let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let num = |k: &str| get(k).and_then(Value::as_f64);
+    let peft_type = get("peft_type").and_then(Value::as_str).unwrap_or("");
+    let r = get("r")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| key_err("r", "missing or not a positive integer".into()))?
+        as usize;
+    let targets: ModuleSelector = serde_json::from_value(
+        get("target_modules")
+            .cloned()
+            .ok_or_else(|| key_err("target_modules", "missing".into()))?,
+    )
+    .map_err(|e| key_err("target_modules", e.to_string()))?;
+    let exclude: Option<ModuleSelector> = get("exclude_modules")
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| key_err("exclude_modules", e.to_string()))?;
+    let unsupported = |k: &str, ok: &dyn Fn(&Value) -> bool, what: &str| match get(k) {
+        Some(v) if !ok(v) => Err(key_err(k, format!("{v} is not supported ({what})"))),
+        _ => Ok(()),
+    };
+    let (config, known) = match peft_type {
+        "LORA" => {
+            unsupported(
+                "use_dora",
+                &|v| v == &json!(false),
+                "DoRA is not implemented",
+            )?;
+            unsupported(
+                "bias",
+                &|v| v == "none",
+                "only bias = \"none\" is implemented",
+            )?;
+            unsupported(
+                "fan_in_fan_out",
+                &|v| v == &json!(false),
+                "Conv1D layouts are not implemented",
+            )?;
+            unsupported(
+                "modules_to_save",
+                &|v| v.as_array().is_some_and(|a| a.is_empty()),
+                "modules_to_save is not implemented yet",
+            )?;
+            let empty_map = |v: &Value| v.as_object().is_some_and(Map::is_empty);
+            unsupported(
+                "rank_pattern",
+                &empty_map,
+                "per-module ranks are not implemented",
+            )?;
+            unsupported(
+                "alpha_pattern",
+                &empty_map,
+                "per-module alphas are not implemented",
+            )?;
+            unsupported(
+                "layers_to_transform",
+                &|_| false,
+                "layer selection is not implemented",
+            )?;
+            let c = LoraConfig::new(r, targets)
+                .with_lora_alpha(num("lora_alpha").unwrap_or(8.0))
+                .with_lora_dropout(num("lora_dropout").unwrap_or(0.0))
+                .with_use_rslora(get("use_rslora").and_then(Value::as_bool).unwrap_or(false))
+                .with_exclude_modules(exclude);
+            (AdapterConfig::Lora(c), LORA_KEYS)
+        }
+        "MTLORA" => {
+            let field = |k: &str| get(k).cloned().ok_or_else(|| key_err(k, "missing".into()));
+            let structure = match field("structure")?.as_str() {
+                Some("shim") => peftlab_linalg::transform::TransformKind::Shim,
+                Some("icfm") => peftlab_linalg::transform::TransformKind::Icfm,
+                Some("ctcm") => peftlab_linalg::transform::TransformKind::Ctcm,
+                Some("dtsm") => peftlab_linalg::transform::TransformKind::Dtsm,
+                Some("identity") => peftlab_linalg::transform::TransformKind::Identity,
+                other => return Err(key_err("structure", format!("unknown structure {other:?}"))),
+            };
+            let mut c = MtLoraConfig::new(r, structure, targets)
+                .with_lora_alpha(num("lora_alpha").unwrap_or(16.0))
+                .with_lora_dropout(num("lora_dropout").unwrap_or(0.0))
+                .with_exclude_modules(exclude);
+            if let Some(v) = get("t_init") {
+                c.t_init = serde_json::from_value(v.clone())
+                    .map_err(|e| key_err("t_init", e.to_string()))?;
+            }
+            if let Some(v) = get("a_init") {
+                c.a_init = serde_json::from_value(v.clone())
+                    .map_err(|e| key_err("a_init", e.to_string()))?;
+            }
+            (AdapterConfig::Mtlora(c), MTLORA_KEYS)
+        }
+        other => {
+            return Err(key_err(
+                "peft_type",
+                format!("{other:?} is not supported (LORA, MTLORA)"),
+            ));
+        }
+    };
+    let unknown = obj
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    Ok((config, unknown))
+}
+
+/// Attach the adapter saved in `dir` to `model` and load its weights.
+///
+/// Every tensor the config implies must be present with the right shape, and every tensor in
+/// the file must belong to an adapted module; otherwise an error names the file and key and the
+/// model is left untouched. f16/bf16/f64 tensors are converted to the layer's dtype.
+pub fn load_adapter<M: Module + AdapterHost>(
+    model: &mut M,
+    dir: &Path,
+) -> Result<LoadReport, AdapterError> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = fs::read_to_string(&cfg_path).map_err(|e| io_err(&cfg_path, e))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| io_err(&cfg_path, e))?;
+    let (config, unknown_keys) = parse_config(&value, &cfg_path)?;
+    let w_path = dir.join(WEIGHTS_FILE);
+    let bytes = fs::read(&w_path).map_err(|e| io_err(&w_path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| io_err(&w_path, e))?;
+
+    let mut candidate = model.clone();
+    attach(&mut candidate, &config, 0)?;
+    let mut used = std::collections::HashSet::new();
+    let mut error: Option<AdapterError> = None;
+    candidate.for_each_linear_mut("", &mut |p, layer| {
+        let Some(adapter) = &mut layer.adapter else {
+            return;
+        };
+        for (suffix, param) in adapter_params_mut(adapter) {
+            if error.is_some() {
+                return;
+            }
+            let key = format!("{KEY_PREFIX}{p}.{suffix}");
+            let result = read_tensor(&st, &key, &w_path, param);
+            match result {
+                Ok(t) => {
+                    *param = Param::initialized(param.id, t).set_require_grad(true);
+                    used.insert(key);
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if let Some(extra) = st.names().into_iter().find(|n| !used.contains(*n)) {
+        return Err(AdapterError::File {
+            path: w_path,
+            reason: format!("tensor {extra:?} belongs to no adapted module of this model"),
+        });
+    }
+    *model = candidate;
+    Ok(LoadReport {
+        config,
+        unknown_keys,
+    })
+}
+
+fn read_tensor(
+    st: &SafeTensors<'_>,
+    key: &str,
+    file: &Path,
+    like: &Param<Tensor<2>>,
+) -> Result<Tensor<2>, AdapterError> {
+    let view = st.tensor(key).map_err(|_| AdapterError::File {
+        path: file.to_path_buf(),
+        reason: format!("missing tensor {key:?}"),
+    })?;
+    let want = like.dims();
+    if view.shape() != want.as_slice() {
+        return Err(AdapterError::Shape {
+            what: format!("{}: {key}", file.display()),
+            expected: format!("{want:?}"),
+            got: format!("{:?}", view.shape()),
+        });
+    }
+    let dtype = match view.dtype() {
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F64 => DType::F64,
+        other => {
+            return Err(AdapterError::File {
+                path: file.to_path_buf(),
+                reason: format!("tensor {key:?} has unsupported dtype {other:?}"),
+            });
+        }
+    };
+    let current = like.val();
+    let data = TensorData::from_bytes_vec(view.data().to_vec(), want, dtype);
+    let t = Tensor::<2>::from_data(data, (&current.device(), dtype)).cast(current.dtype());
+    Ok(t)
+}
