@@ -350,10 +350,18 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             ));
         }
     };
+    // Keys this version does not know are harmless while they hold their "off" value (newer PEFT
+    // versions add a null/false field per feature); with any other value they are reported.
+    let is_off = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
     let unknown = obj
-        .keys()
-        .filter(|k| !known.contains(&k.as_str()))
-        .cloned()
+        .iter()
+        .filter(|(k, v)| !known.contains(&k.as_str()) && !is_off(v))
+        .map(|(k, _)| k.clone())
         .collect();
     Ok((config, unknown))
 }

@@ -7,6 +7,7 @@
 
 mod io;
 mod model;
+mod peft;
 
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Tensor, TensorData};
