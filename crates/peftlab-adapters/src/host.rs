@@ -11,6 +11,7 @@ use crate::linear::{AdaptedLinear, Adapter};
 use crate::lora::LoraConfig;
 use crate::lowrank::LowRankAdapter;
 use crate::mtlora::MtLoraConfig;
+use crate::svd_adapt::{SvdAdaptConfig, SvdAdapter};
 use crate::target::{ModuleSelector, Targeting};
 
 /// A model (or part of one) whose adaptable linear layers can be reached by dotted path.
@@ -51,6 +52,8 @@ pub enum AdapterConfig {
     Lora(LoraConfig),
     /// MTLoRA.
     Mtlora(MtLoraConfig),
+    /// SVD adaptation (inferred parameterization).
+    Svda(SvdAdaptConfig),
 }
 
 impl AdapterConfig {
@@ -59,6 +62,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Lora(_) => "lora",
             AdapterConfig::Mtlora(_) => "mtlora",
+            AdapterConfig::Svda(_) => "svda",
         }
     }
 
@@ -66,6 +70,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Lora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
             AdapterConfig::Mtlora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
+            AdapterConfig::Svda(c) => (&c.target_modules, c.exclude_modules.as_ref()),
         }
     }
 
@@ -76,6 +81,7 @@ impl AdapterConfig {
         let spec = match self {
             AdapterConfig::Lora(c) => c.spec(),
             AdapterConfig::Mtlora(c) => c.spec(),
+            AdapterConfig::Svda(c) => return Ok(Adapter::Svd(SvdAdapter::new(&w, c)?)),
         };
         Ok(Adapter::LowRank(LowRankAdapter::new(
             &spec, d_in, d_out, &device, dtype, rng,

@@ -21,9 +21,9 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value, json};
 
-use crate::linear::Adapter;
 use crate::lora::LoraConfig;
 use crate::mtlora::MtLoraConfig;
+use crate::svd_adapt::{SvdAdaptConfig, SvdOption};
 use crate::target::ModuleSelector;
 use crate::{AdapterConfig, AdapterError, AdapterHost, attach};
 
@@ -47,43 +47,6 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> AdapterError {
     AdapterError::File {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    }
-}
-
-/// `(key suffix, tensor)` pairs held by one adapter, PEFT names.
-fn adapter_tensors(adapter: &Adapter) -> Vec<(&'static str, Tensor<2>)> {
-    match adapter {
-        Adapter::LowRank(a) => {
-            let mut v = vec![
-                ("lora_A.weight", a.lora_a.val()),
-                ("lora_B.weight", a.lora_b.val()),
-            ];
-            if let Some(c) = &a.transform.c {
-                v.push(("mtlora_C.weight", c.val()));
-            }
-            if let Some(d) = &a.transform.d {
-                v.push(("mtlora_D.weight", d.val()));
-            }
-            v
-        }
-    }
-}
-
-fn adapter_params_mut(adapter: &mut Adapter) -> Vec<(&'static str, &mut Param<Tensor<2>>)> {
-    match adapter {
-        Adapter::LowRank(a) => {
-            let mut v = vec![
-                ("lora_A.weight", &mut a.lora_a),
-                ("lora_B.weight", &mut a.lora_b),
-            ];
-            if let Some(c) = &mut a.transform.c {
-                v.push(("mtlora_C.weight", c));
-            }
-            if let Some(d) = &mut a.transform.d {
-                v.push(("mtlora_D.weight", d));
-            }
-            v
-        }
     }
 }
 
@@ -115,6 +78,14 @@ pub fn config_json(config: &AdapterConfig) -> Value {
             "inference_mode": true,
             "peftlab": provenance,
         }),
+        AdapterConfig::Svda(c) => json!({
+            "peft_type": "SVDA",
+            "r": c.r,
+            "option": c.option,
+            "target_modules": targets(&c.target_modules),
+            "exclude_modules": c.exclude_modules.as_ref().map(targets),
+            "peftlab": provenance,
+        }),
         AdapterConfig::Mtlora(c) => json!({
             "peft_type": "MTLORA",
             "r": c.r,
@@ -144,7 +115,7 @@ pub fn save_adapter<M: AdapterHost>(
         let Some(adapter) = &layer.adapter else {
             return;
         };
-        for (suffix, t) in adapter_tensors(adapter) {
+        for (suffix, t) in adapter.named_tensors() {
             match t.try_to_vec_as::<f32>() {
                 Ok(v) => entries.push((
                     format!("{KEY_PREFIX}{p}.{suffix}"),
@@ -230,6 +201,14 @@ const LORA_KEYS: &[&str] = &[
     "alora_invocation_tokens",
     "peft_version",
 ];
+const SVDA_KEYS: &[&str] = &[
+    "peft_type",
+    "r",
+    "option",
+    "target_modules",
+    "exclude_modules",
+    "peftlab",
+];
 const MTLORA_KEYS: &[&str] = &[
     "peft_type",
     "r",
@@ -256,10 +235,11 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
     let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
     let num = |k: &str| get(k).and_then(Value::as_f64);
     let peft_type = get("peft_type").and_then(Value::as_str).unwrap_or("");
-    let r = get("r")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| key_err("r", "missing or not a positive integer".into()))?
-        as usize;
+    let r_opt = get("r").map(|v| v.as_u64().map(|r| r as usize));
+    let r_required = || match r_opt {
+        Some(Some(r)) => Ok(r),
+        _ => Err(key_err("r", "missing or not a positive integer".into())),
+    };
     let targets: ModuleSelector = serde_json::from_value(
         get("target_modules")
             .cloned()
@@ -312,7 +292,7 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                 &|_| false,
                 "layer selection is not implemented",
             )?;
-            let c = LoraConfig::new(r, targets)
+            let c = LoraConfig::new(r_required()?, targets)
                 .with_lora_alpha(num("lora_alpha").unwrap_or(8.0))
                 .with_lora_dropout(num("lora_dropout").unwrap_or(0.0))
                 .with_use_rslora(get("use_rslora").and_then(Value::as_bool).unwrap_or(false))
@@ -329,7 +309,7 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                 Some("identity") => peftlab_linalg::transform::TransformKind::Identity,
                 other => return Err(key_err("structure", format!("unknown structure {other:?}"))),
             };
-            let mut c = MtLoraConfig::new(r, structure, targets)
+            let mut c = MtLoraConfig::new(r_required()?, structure, targets)
                 .with_lora_alpha(num("lora_alpha").unwrap_or(16.0))
                 .with_lora_dropout(num("lora_dropout").unwrap_or(0.0))
                 .with_exclude_modules(exclude);
@@ -343,10 +323,27 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             }
             (AdapterConfig::Mtlora(c), MTLORA_KEYS)
         }
+        "SVDA" => {
+            let r = match r_opt {
+                None => None,
+                Some(Some(r)) => Some(r),
+                Some(None) => return Err(key_err("r", "not a positive integer".into())),
+            };
+            let option = match get("option") {
+                Some(v) => serde_json::from_value(v.clone())
+                    .map_err(|e| key_err("option", e.to_string()))?,
+                None => SvdOption::A,
+            };
+            let c = SvdAdaptConfig::new(targets)
+                .with_r(r)
+                .with_option(option)
+                .with_exclude_modules(exclude);
+            (AdapterConfig::Svda(c), SVDA_KEYS)
+        }
         other => {
             return Err(key_err(
                 "peft_type",
-                format!("{other:?} is not supported (LORA, MTLORA)"),
+                format!("{other:?} is not supported (LORA, MTLORA, SVDA)"),
             ));
         }
     };
@@ -391,15 +388,16 @@ pub fn load_adapter<M: Module + AdapterHost>(
         let Some(adapter) = &mut layer.adapter else {
             return;
         };
-        for (suffix, param) in adapter_params_mut(adapter) {
+        for named in adapter.named_params_mut() {
             if error.is_some() {
                 return;
             }
-            let key = format!("{KEY_PREFIX}{p}.{suffix}");
+            let (param, trainable) = (named.param, named.trainable);
+            let key = format!("{KEY_PREFIX}{p}.{}", named.name);
             let result = read_tensor(&st, &key, &w_path, param);
             match result {
                 Ok(t) => {
-                    *param = Param::initialized(param.id, t).set_require_grad(true);
+                    *param = Param::initialized(param.id, t).set_require_grad(trainable);
                     used.insert(key);
                 }
                 Err(e) => error = Some(e),

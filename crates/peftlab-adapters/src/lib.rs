@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | LoRA | [`lora`] | `ΔW = (α/r) · B A` |
 //! | MTLoRA | [`mtlora`] | `ΔW = (α/r) · B T A`, `T` ∈ {SHIM, ICFM, CTCM, DTSM} |
+//! | SVD adaptation (inferred) | [`svd_adapt`] | `W0 − U_r Σ_r V_rᵀ + diag(b) U_r diag(σ') V_rᵀ` |
 //!
 //! Shared machinery lives once: [`AdaptedLinear`] (frozen base + adapter, factored forward,
 //! merge/unmerge), [`AdapterHost`] (reaching layers by path), [`target`] (PEFT's
@@ -20,6 +21,7 @@ pub mod linear;
 pub mod lora;
 pub mod lowrank;
 pub mod mtlora;
+pub mod svd_adapt;
 pub mod target;
 
 pub use error::AdapterError;
@@ -28,4 +30,4 @@ pub use host::{
     module_seed, param_report, set_adapters_enabled, unmerge_all,
 };
 pub use io::{LoadReport, load_adapter, save_adapter};
-pub use linear::{AdaptedLinear, Adapter};
+pub use linear::{AdaptedLinear, Adapter, NamedParam};

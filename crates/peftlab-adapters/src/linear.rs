@@ -10,12 +10,26 @@ use burn::tensor::{Device, Tensor};
 
 use crate::AdapterError;
 use crate::lowrank::LowRankAdapter;
+use crate::svd_adapt::SvdAdapter;
 
 /// One adapter of any method. New methods are new variants; the config enum picks them.
 #[derive(Module, Debug)]
 pub enum Adapter {
     /// LoRA and MTLoRA (`ΔW = s·B·T·A`).
     LowRank(LowRankAdapter),
+    /// SVD adaptation (singular values and a scaling vector).
+    Svd(SvdAdapter),
+}
+
+/// A named adapter tensor: its key suffix in saved files (docs/formats.md), the parameter, and
+/// whether it trains (frozen ones, like SVD bases, are saved too).
+pub struct NamedParam<'a> {
+    /// Key suffix, e.g. `"lora_A.weight"`.
+    pub name: &'static str,
+    /// The parameter.
+    pub param: &'a mut Param<Tensor<2>>,
+    /// Whether it receives gradients.
+    pub trainable: bool,
 }
 
 impl Adapter {
@@ -23,6 +37,7 @@ impl Adapter {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Adapter::LowRank(a) => a.forward(x),
+            Adapter::Svd(a) => a.forward(x),
         }
     }
 
@@ -30,6 +45,7 @@ impl Adapter {
     pub fn delta_weight(&self) -> Result<Tensor<2>, AdapterError> {
         match self {
             Adapter::LowRank(a) => Ok(a.delta_weight()),
+            Adapter::Svd(a) => Ok(a.delta_weight()),
         }
     }
 
@@ -37,7 +53,49 @@ impl Adapter {
     pub fn num_trainable(&self) -> usize {
         match self {
             Adapter::LowRank(a) => a.num_trainable(),
+            Adapter::Svd(a) => a.num_trainable(),
         }
+    }
+
+    /// Every tensor of the adapter with its saved name, in a fixed order.
+    pub fn named_params_mut(&mut self) -> Vec<NamedParam<'_>> {
+        let p = |name, param, trainable| NamedParam {
+            name,
+            param,
+            trainable,
+        };
+        match self {
+            Adapter::LowRank(a) => {
+                let mut v = vec![
+                    p("lora_A.weight", &mut a.lora_a, true),
+                    p("lora_B.weight", &mut a.lora_b, true),
+                ];
+                if let Some(c) = &mut a.transform.c {
+                    v.push(p("mtlora_C.weight", c, true));
+                }
+                if let Some(d) = &mut a.transform.d {
+                    v.push(p("mtlora_D.weight", d, true));
+                }
+                v
+            }
+            Adapter::Svd(a) => vec![
+                p("svda_U.weight", &mut a.u, false),
+                p("svda_V.weight", &mut a.v, false),
+                p("svda_sigma0.weight", &mut a.sigma0, false),
+                p("svda_sigma.weight", &mut a.sigma, true),
+                p("svda_scale.weight", &mut a.scale, true),
+            ],
+        }
+    }
+
+    /// `(name, value)` of every tensor, the order of [`Adapter::named_params_mut`].
+    pub fn named_tensors(&self) -> Vec<(&'static str, Tensor<2>)> {
+        // Cloning a module clones tensor handles only (no data copy).
+        let mut copy = self.clone();
+        copy.named_params_mut()
+            .into_iter()
+            .map(|n| (n.name, n.param.val()))
+            .collect()
     }
 }
 

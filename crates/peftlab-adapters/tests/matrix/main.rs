@@ -14,6 +14,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use model::TinyEncoder;
 use peftlab_adapters::lora::LoraConfig;
 use peftlab_adapters::mtlora::MtLoraConfig;
+use peftlab_adapters::svd_adapt::{SvdAdaptConfig, SvdOption};
 use peftlab_adapters::target::ModuleSelector;
 use peftlab_adapters::{
     AdaptedLinear, Adapter, AdapterConfig, AdapterError, AdapterHost, attach, merge_all,
@@ -66,7 +67,23 @@ fn methods(r: usize, targets: &[&str]) -> Vec<AdapterConfig> {
             sel.clone(),
         )));
     }
+    for option in [SvdOption::A, SvdOption::B] {
+        v.push(AdapterConfig::Svda(
+            SvdAdaptConfig::new(sel.clone())
+                .with_r(Some(r))
+                .with_option(option),
+        ));
+    }
     v
+}
+
+/// Trainable scalars the config's formula gives for a `d_in → d_out` layer.
+fn formula(cfg: &AdapterConfig, d_in: usize, d_out: usize) -> usize {
+    match cfg {
+        AdapterConfig::Lora(c) => c.r * (d_in + d_out),
+        AdapterConfig::Mtlora(c) => c.r * (d_in + d_out) + c.structure.num_params(c.r),
+        AdapterConfig::Svda(c) => c.r.unwrap_or(d_in.min(d_out)) + d_out,
+    }
 }
 
 fn input(b: usize, t: usize, d: usize, seed: u64, device: &Device) -> Tensor<3> {
@@ -75,15 +92,24 @@ fn input(b: usize, t: usize, d: usize, seed: u64, device: &Device) -> Tensor<3> 
     Tensor::from_data(TensorData::new(v, [b, t, d]), device)
 }
 
-/// Give every `B` random values so that `ΔW ≠ 0` (as after some training).
+/// Add N(0, 0.1²) noise to every trainable adapter tensor so that `ΔW ≠ 0` (as after some
+/// training).
 fn perturb<M: AdapterHost>(model: &mut M, seed: u64) {
     let mut rng = SeededRng::new(seed);
     model.for_each_linear_mut("", &mut |_, layer| {
-        if let Some(Adapter::LowRank(a)) = &mut layer.adapter {
-            let [o, r] = a.lora_b.dims();
-            let dev = a.lora_b.val().device();
-            let b = Fill::Normal { std: 0.3 }.tensor(o, r, &mut rng, &dev, DType::F32);
-            a.lora_b = Param::initialized(a.lora_b.id, b).set_require_grad(true);
+        let Some(adapter) = &mut layer.adapter else {
+            return;
+        };
+        for n in adapter
+            .named_params_mut()
+            .into_iter()
+            .filter(|n| n.trainable)
+        {
+            let [r, c] = n.param.dims();
+            let v = n.param.val();
+            let noise = Fill::Normal { std: 0.1 }.tensor(r, c, &mut rng, &v.device(), v.dtype());
+            let moved = (v + noise).detach();
+            *n.param = Param::initialized(n.param.id, moved).set_require_grad(true);
         }
     });
 }
@@ -139,8 +165,9 @@ fn merge_is_equivalent_idempotent_and_reversible() {
         let merged = values(&m.forward(x.clone()));
         assert!(
             max_abs_diff(&merged, &unmerged) <= 1e-4,
-            "{}: merged ≠ unmerged",
-            cfg.method()
+            "{}: merged ≠ unmerged ({})",
+            cfg.method(),
+            max_abs_diff(&merged, &unmerged)
         );
         let w_merged = weights(&m);
         assert_ne!(w_merged, w0, "{}: merge changed the weights", cfg.method());
@@ -176,11 +203,16 @@ fn safe_merge_rejects_non_finite_and_leaves_weights() {
         attach(&mut m, &cfg, 1).unwrap();
         let before = weights(&m);
         m.for_each_linear_mut("", &mut |_, l| {
-            if let Some(Adapter::LowRank(a)) = &mut l.adapter {
-                let [o, r] = a.lora_b.dims();
-                let nan = Tensor::<2>::full([o, r], f32::NAN, &dev);
-                a.lora_b = Param::initialized(a.lora_b.id, nan);
-            }
+            let Some(adapter) = &mut l.adapter else {
+                return;
+            };
+            let n = adapter
+                .named_params_mut()
+                .into_iter()
+                .rfind(|n| n.trainable)
+                .unwrap();
+            let nan = Tensor::<2>::full(n.param.dims(), f32::NAN, &dev);
+            *n.param = Param::initialized(n.param.id, nan);
         });
         let err = merge_all(&mut m, true).unwrap_err();
         assert!(
@@ -210,20 +242,19 @@ fn only_adapter_parameters_get_gradients() {
                 l.bias.as_ref().unwrap().val().grad(&grads).is_none(),
                 "{p}: bias got a gradient"
             );
-            let Some(Adapter::LowRank(a)) = &l.adapter else {
-                panic!("{p} not adapted")
-            };
-            let ga = a.lora_a.val().grad(&grads).expect("A has a gradient");
-            assert!(
-                values(&ga).iter().any(|v| *v != 0.0),
-                "{p}: A's gradient is non-zero once B ≠ 0"
-            );
-            assert!(a.lora_b.val().grad(&grads).is_some());
-            for f in [&a.transform.c, &a.transform.d].into_iter().flatten() {
-                assert!(
-                    f.val().grad(&grads).is_some(),
-                    "{p}: T factor has a gradient"
-                );
+            let mut adapter = l.adapter.clone().expect("adapted");
+            for n in adapter.named_params_mut() {
+                let g = n.param.val().grad(&grads);
+                if n.trainable {
+                    let g = g.unwrap_or_else(|| panic!("{p}.{}: no gradient", n.name));
+                    assert!(
+                        values(&g).iter().any(|v| *v != 0.0),
+                        "{p}.{}: zero gradient",
+                        n.name
+                    );
+                } else {
+                    assert!(g.is_none(), "{p}.{}: frozen tensor got a gradient", n.name);
+                }
             }
         });
         let report = param_report(&m);
@@ -265,9 +296,7 @@ fn adapter_gradients_match_finite_differences() {
             l.weight = Param::from_tensor(w);
             l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], (dev, dtype))));
             attach(&mut l, &cfg_for(&cfg), 0).unwrap();
-            let Some(Adapter::LowRank(a)) = &mut l.adapter else {
-                unreachable!()
-            };
+            let adapter = l.adapter.as_mut().unwrap();
             let mut off = 0;
             let mut leaves = Vec::new();
             let mut take = |p: &mut Param<Tensor<2>>| {
@@ -283,21 +312,16 @@ fn adapter_gradients_match_finite_differences() {
                 leaves.push(t.clone());
                 *p = Param::initialized(p.id, t);
             };
-            take(&mut a.lora_a);
-            take(&mut a.lora_b);
-            if let Some(c) = &mut a.transform.c {
-                take(c);
-            }
-            if let Some(d) = &mut a.transform.d {
-                take(d);
+            for n in adapter
+                .named_params_mut()
+                .into_iter()
+                .filter(|n| n.trainable)
+            {
+                take(n.param);
             }
             (l, leaves)
         };
-        let n_params = r * (d_in + d_out)
-            + match &cfg {
-                AdapterConfig::Mtlora(c) => c.structure.num_params(r),
-                _ => 0,
-            };
+        let n_params = formula(&cfg, d_in, d_out);
         let mut rng = SeededRng::new(42);
         let theta: Vec<f64> = (0..n_params).map(|_| rng.uniform(-0.5, 0.5)).collect();
         let xv: Vec<f64> = (0..3 * d_in).map(|_| rng.uniform(-1.0, 1.0)).collect();
@@ -341,6 +365,10 @@ fn cfg_for(cfg: &AdapterConfig) -> AdapterConfig {
             target_modules: root,
             ..c
         }),
+        AdapterConfig::Svda(c) => AdapterConfig::Svda(SvdAdaptConfig {
+            target_modules: root,
+            ..c
+        }),
     }
 }
 
@@ -350,17 +378,19 @@ proptest! {
     /// Over shapes and ranks: parameter counts follow the formulas, init is the identity, merge
     /// is equivalent.
     #[test]
-    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..5, seed in any::<u64>()) {
+    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..7, seed in any::<u64>()) {
         let dev = device();
+        let r = if which >= 5 { r.min(d_in).min(d_out) } else { r };
         let cfg = cfg_for(&methods(r, &["x"])[which]);
         let mut l = AdaptedLinear::new(d_in, d_out, true, &dev);
         let x = Tensor::<2>::from_data(TensorData::new(Fill::Normal { std: 1.0 }.sample(3, d_in, &mut SeededRng::new(seed)), [3, d_in]), &dev);
         let base = values(&l.forward(x.clone()));
         attach(&mut l, &cfg, seed).unwrap();
-        let t_params = match &cfg { AdapterConfig::Mtlora(c) => c.structure.num_params(r), _ => 0 };
-        prop_assert_eq!(l.num_adapter_params(), r * (d_in + d_out) + t_params);
-        prop_assert_eq!(param_report(&l).trainable, r * (d_in + d_out) + t_params);
-        prop_assert_eq!(param_report(&l).total, d_in * d_out + d_out + r * (d_in + d_out) + t_params);
+        let want = formula(&cfg, d_in, d_out);
+        prop_assert_eq!(l.num_adapter_params(), want);
+        prop_assert_eq!(param_report(&l).trainable, want);
+        let held: usize = l.adapter.as_ref().unwrap().named_tensors().iter().map(|(_, t)| t.dims()[0] * t.dims()[1]).sum();
+        prop_assert_eq!(param_report(&l).total, d_in * d_out + d_out + held);
         prop_assert_eq!(values(&l.forward(x.clone())), base);
         perturb(&mut l, seed ^ 1);
         let unmerged = values(&l.forward(x.clone()));
@@ -372,24 +402,29 @@ proptest! {
 #[test]
 fn same_seed_same_adapters() {
     let dev = device();
+    let base = TinyEncoder::new(1, 8, 8, &dev);
     for cfg in methods(4, &SIX) {
         let snapshot = |seed| {
-            let mut m = TinyEncoder::new(1, 8, 8, &dev);
+            let mut m = base.clone();
             attach(&mut m, &cfg, seed).unwrap();
             let mut v = Vec::new();
             m.for_each_linear("", &mut |_, l| {
-                let Some(Adapter::LowRank(a)) = &l.adapter else {
-                    return;
-                };
-                v.push(values(&a.lora_a.val()));
-                for f in [&a.transform.c, &a.transform.d].into_iter().flatten() {
-                    v.push(values(&f.val()));
+                for (_, t) in l
+                    .adapter
+                    .as_ref()
+                    .map(Adapter::named_tensors)
+                    .unwrap_or_default()
+                {
+                    v.push(values(&t));
                 }
             });
             v
         };
         assert_eq!(snapshot(5), snapshot(5), "{}", cfg.method());
-        assert_ne!(snapshot(5), snapshot(6), "{}", cfg.method());
+        if cfg.method() != "svda" {
+            // SVD adaptation has no random init: it is a function of W0 alone.
+            assert_ne!(snapshot(5), snapshot(6), "{}", cfg.method());
+        }
     }
 }
 
@@ -511,3 +546,37 @@ fn config_round_trips_through_json_with_method_tag() {
 
 #[allow(dead_code)]
 fn assert_module<M: Module>() {}
+
+/// SVD adaptation: the frozen bases reconstruct W0 (full rank), and at attach time the merged
+/// weight is W0 to f32 precision (`1e-5 · (1 + |W0|max)`), for both options.
+#[test]
+fn svd_adaptation_reproduces_w0_at_init() {
+    let dev = device();
+    for option in [SvdOption::A, SvdOption::B] {
+        let mut l = AdaptedLinear::new(6, 5, true, &dev);
+        let w0 = values(&l.weight.val());
+        let cfg = AdapterConfig::Svda(
+            SvdAdaptConfig::new(ModuleSelector::Regex(String::new())).with_option(option),
+        );
+        attach(&mut l, &cfg, 0).unwrap();
+        let Some(Adapter::Svd(a)) = &l.adapter else {
+            panic!("not svd")
+        };
+        assert_eq!(a.rank(), 5, "r = None adapts all min(d_in, d_out) triplets");
+        // U diag(σ) Vᵀ = W0ᵀ (paper layout)
+        let usv = (a.u.val() * a.sigma0.val()).matmul(a.v.val().transpose());
+        let tol = 1e-5 * (1.0 + w0.iter().fold(0.0f64, |m, x| m.max(x.abs())));
+        assert!(max_abs_diff(&values(&usv.transpose()), &w0) <= tol);
+        l.merge(true, "").unwrap();
+        assert!(
+            max_abs_diff(&values(&l.weight.val()), &w0) <= tol,
+            "{option:?}"
+        );
+    }
+    let mut l = AdaptedLinear::new(6, 5, true, &dev);
+    let bad = AdapterConfig::Svda(
+        SvdAdaptConfig::new(ModuleSelector::Regex(String::new())).with_r(Some(6)),
+    );
+    let err = attach(&mut l, &bad, 0).unwrap_err();
+    assert!(err.to_string().contains("1..=5"), "{err}");
+}
