@@ -46,7 +46,12 @@ fn main() {
         });
         time("adapter only, PEFT layout: (x Aᵀ) Bᵀ", || {
             let xg = x.clone().require_grad();
-            run(xg.clone().matmul(a.clone().transpose()).matmul(b.clone().transpose()), &xg)
+            run(
+                xg.clone()
+                    .matmul(a.clone().transpose())
+                    .matmul(b.clone().transpose()),
+                &xg,
+            )
         });
         time("adapter only, burn layout: (x A') B'", || {
             let xg = x.clone().require_grad();

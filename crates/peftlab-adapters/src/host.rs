@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::AdapterError;
 use crate::linear::{AdaptedLinear, Adapter};
 use crate::lora::LoraConfig;
+use crate::loratrf::{LoraTrfAdapter, LoraTrfConfig};
 use crate::lowrank::LowRankAdapter;
 use crate::mtlora::MtLoraConfig;
 use crate::svd_adapt::{SvdAdaptConfig, SvdAdapter};
@@ -54,6 +55,8 @@ pub enum AdapterConfig {
     Mtlora(MtLoraConfig),
     /// SVD adaptation (inferred parameterization).
     Svda(SvdAdaptConfig),
+    /// LoRATRF (inferred form).
+    Loratrf(LoraTrfConfig),
 }
 
 impl AdapterConfig {
@@ -63,7 +66,13 @@ impl AdapterConfig {
             AdapterConfig::Lora(_) => "lora",
             AdapterConfig::Mtlora(_) => "mtlora",
             AdapterConfig::Svda(_) => "svda",
+            AdapterConfig::Loratrf(_) => "loratrf",
         }
+    }
+
+    /// Whether the method's update can be folded into the base weight.
+    pub fn mergeable(&self) -> bool {
+        !matches!(self, AdapterConfig::Loratrf(_))
     }
 
     fn selectors(&self) -> (&ModuleSelector, Option<&ModuleSelector>) {
@@ -71,6 +80,7 @@ impl AdapterConfig {
             AdapterConfig::Lora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
             AdapterConfig::Mtlora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
             AdapterConfig::Svda(c) => (&c.target_modules, c.exclude_modules.as_ref()),
+            AdapterConfig::Loratrf(c) => (&c.target_modules, c.exclude_modules.as_ref()),
         }
     }
 
@@ -82,6 +92,11 @@ impl AdapterConfig {
             AdapterConfig::Lora(c) => c.spec(),
             AdapterConfig::Mtlora(c) => c.spec(),
             AdapterConfig::Svda(c) => return Ok(Adapter::Svd(SvdAdapter::new(&w, c)?)),
+            AdapterConfig::Loratrf(c) => {
+                return Ok(Adapter::LoraTrf(LoraTrfAdapter::new(
+                    c, d_in, d_out, &device, dtype, rng,
+                )?));
+            }
         };
         Ok(Adapter::LowRank(LowRankAdapter::new(
             &spec, d_in, d_out, &device, dtype, rng,

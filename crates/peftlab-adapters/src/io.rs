@@ -22,6 +22,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value, json};
 
 use crate::lora::LoraConfig;
+use crate::loratrf::LoraTrfConfig;
 use crate::mtlora::MtLoraConfig;
 use crate::svd_adapt::{SvdAdaptConfig, SvdOption};
 use crate::target::ModuleSelector;
@@ -76,6 +77,17 @@ pub fn config_json(config: &AdapterConfig) -> Value {
             "alpha_pattern": {},
             "use_dora": false,
             "inference_mode": true,
+            "peftlab": provenance,
+        }),
+        AdapterConfig::Loratrf(c) => json!({
+            "peft_type": "LORATRF",
+            "r": c.r,
+            "lora_alpha": c.lora_alpha,
+            "lora_dropout": c.lora_dropout,
+            "filter_rank": c.filter_rank,
+            "beta": c.beta,
+            "target_modules": targets(&c.target_modules),
+            "exclude_modules": c.exclude_modules.as_ref().map(targets),
             "peftlab": provenance,
         }),
         AdapterConfig::Svda(c) => json!({
@@ -201,6 +213,17 @@ const LORA_KEYS: &[&str] = &[
     "alora_invocation_tokens",
     "peft_version",
 ];
+const LORATRF_KEYS: &[&str] = &[
+    "peft_type",
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "filter_rank",
+    "beta",
+    "target_modules",
+    "exclude_modules",
+    "peftlab",
+];
 const SVDA_KEYS: &[&str] = &[
     "peft_type",
     "r",
@@ -323,6 +346,23 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             }
             (AdapterConfig::Mtlora(c), MTLORA_KEYS)
         }
+        "LORATRF" => {
+            let filter_rank = match get("filter_rank") {
+                None => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .ok_or_else(|| key_err("filter_rank", "not a positive integer".into()))?
+                        as usize,
+                ),
+            };
+            let c = LoraTrfConfig::new(r_required()?, targets)
+                .with_lora_alpha(num("lora_alpha").unwrap_or(8.0))
+                .with_lora_dropout(num("lora_dropout").unwrap_or(0.0))
+                .with_filter_rank(filter_rank)
+                .with_beta(num("beta").unwrap_or(1.0))
+                .with_exclude_modules(exclude);
+            (AdapterConfig::Loratrf(c), LORATRF_KEYS)
+        }
         "SVDA" => {
             let r = match r_opt {
                 None => None,
@@ -343,7 +383,7 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
         other => {
             return Err(key_err(
                 "peft_type",
-                format!("{other:?} is not supported (LORA, MTLORA, SVDA)"),
+                format!("{other:?} is not supported (LORA, MTLORA, SVDA, LORATRF)"),
             ));
         }
     };

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | LoRA | [`lora`] | `ΔW = (α/r) · B A` |
 //! | MTLoRA | [`mtlora`] | `ΔW = (α/r) · B T A`, `T` ∈ {SHIM, ICFM, CTCM, DTSM} |
+//! | LoRATRF (inferred) | [`loratrf`] | LoRA + `β · D C (g · h0)`, `g = clamp(cos(h0, t), 0, 1)` (not mergeable) |
 //! | SVD adaptation (inferred) | [`svd_adapt`] | `W0 − U_r Σ_r V_rᵀ + diag(b) U_r diag(σ') V_rᵀ` |
 //!
 //! Shared machinery lives once: [`AdaptedLinear`] (frozen base + adapter, factored forward,
@@ -19,6 +20,7 @@ pub mod host;
 pub mod io;
 pub mod linear;
 pub mod lora;
+pub mod loratrf;
 pub mod lowrank;
 pub mod mtlora;
 pub mod svd_adapt;

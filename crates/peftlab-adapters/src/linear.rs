@@ -9,16 +9,22 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::AdapterError;
+use crate::loratrf::LoraTrfAdapter;
 use crate::lowrank::LowRankAdapter;
 use crate::svd_adapt::SvdAdapter;
 
 /// One adapter of any method. New methods are new variants; the config enum picks them.
 #[derive(Module, Debug)]
+// One adapter per layer: the enum's size is irrelevant, and burn's Module derive wants the
+// variants unboxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Adapter {
     /// LoRA and MTLoRA (`ΔW = s·B·T·A`).
     LowRank(LowRankAdapter),
     /// SVD adaptation (singular values and a scaling vector).
     Svd(SvdAdapter),
+    /// LoRATRF (LoRA + task-aware filter; not mergeable).
+    LoraTrf(LoraTrfAdapter),
 }
 
 /// A named adapter tensor: its key suffix in saved files (docs/formats.md), the parameter, and
@@ -33,11 +39,13 @@ pub struct NamedParam<'a> {
 }
 
 impl Adapter {
-    /// Factored update for `x: [..., d_in]` → `[..., d_out]`.
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    /// Factored update for `x: [..., d_in]` → `[..., d_out]`; `base` is the frozen layer's
+    /// output `x W0 + b` (used by input-dependent methods such as LoRATRF).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, base: &Tensor<D>) -> Tensor<D> {
         match self {
             Adapter::LowRank(a) => a.forward(x),
             Adapter::Svd(a) => a.forward(x),
+            Adapter::LoraTrf(a) => a.forward(x, base.clone()),
         }
     }
 
@@ -46,6 +54,10 @@ impl Adapter {
         match self {
             Adapter::LowRank(a) => Ok(a.delta_weight()),
             Adapter::Svd(a) => Ok(a.delta_weight()),
+            Adapter::LoraTrf(_) => Err(AdapterError::NotMergeable {
+                method: "loratrf",
+                reason: "its filter gate depends on the input, so it is no fixed weight update",
+            }),
         }
     }
 
@@ -54,6 +66,7 @@ impl Adapter {
         match self {
             Adapter::LowRank(a) => a.num_trainable(),
             Adapter::Svd(a) => a.num_trainable(),
+            Adapter::LoraTrf(a) => a.num_trainable(),
         }
     }
 
@@ -84,6 +97,13 @@ impl Adapter {
                 p("svda_sigma0.weight", &mut a.sigma0, false),
                 p("svda_sigma.weight", &mut a.sigma, true),
                 p("svda_scale.weight", &mut a.scale, true),
+            ],
+            Adapter::LoraTrf(a) => vec![
+                p("lora_A.weight", &mut a.lora.lora_a, true),
+                p("lora_B.weight", &mut a.lora.lora_b, true),
+                p("loratrf_task.weight", &mut a.task, true),
+                p("loratrf_C.weight", &mut a.filter_c, true),
+                p("loratrf_D.weight", &mut a.filter_d, true),
             ],
         }
     }
@@ -154,7 +174,10 @@ impl AdaptedLinear {
             self.bias.as_ref().map(Param::val),
         );
         match &self.adapter {
-            Some(adapter) if self.enabled && !self.merged => base + adapter.forward(x),
+            Some(adapter) if self.enabled && !self.merged => {
+                let delta = adapter.forward(x, &base);
+                base + delta
+            }
             _ => base,
         }
     }

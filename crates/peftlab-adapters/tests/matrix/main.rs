@@ -13,6 +13,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use model::TinyEncoder;
 use peftlab_adapters::lora::LoraConfig;
+use peftlab_adapters::loratrf::LoraTrfConfig;
 use peftlab_adapters::mtlora::MtLoraConfig;
 use peftlab_adapters::svd_adapt::{SvdAdaptConfig, SvdOption};
 use peftlab_adapters::target::ModuleSelector;
@@ -74,6 +75,7 @@ fn methods(r: usize, targets: &[&str]) -> Vec<AdapterConfig> {
                 .with_option(option),
         ));
     }
+    v.push(AdapterConfig::Loratrf(LoraTrfConfig::new(r, sel.clone())));
     v
 }
 
@@ -83,6 +85,9 @@ fn formula(cfg: &AdapterConfig, d_in: usize, d_out: usize) -> usize {
         AdapterConfig::Lora(c) => c.r * (d_in + d_out),
         AdapterConfig::Mtlora(c) => c.r * (d_in + d_out) + c.structure.num_params(c.r),
         AdapterConfig::Svda(c) => c.r.unwrap_or(d_in.min(d_out)) + d_out,
+        AdapterConfig::Loratrf(c) => {
+            c.r * (d_in + d_out) + d_out + 2 * c.filter_rank.unwrap_or(c.r) * d_out
+        }
     }
 }
 
@@ -158,6 +163,16 @@ fn merge_is_equivalent_idempotent_and_reversible() {
         let mut m = TinyEncoder::new(2, 16, 24, &dev);
         let w0 = weights(&m);
         attach(&mut m, &cfg, 11).unwrap();
+        if !cfg.mergeable() {
+            let err = merge_all(&mut m, true).unwrap_err();
+            assert!(matches!(err, AdapterError::NotMergeable { .. }), "{err}");
+            assert!(
+                weights(&m) == w0,
+                "{}: a refused merge changes nothing",
+                cfg.method()
+            );
+            continue;
+        }
         perturb(&mut m, 5);
         let x = input(2, 5, 16, 2, &dev);
         let unmerged = values(&m.forward(x.clone()));
@@ -198,7 +213,10 @@ fn merge_is_equivalent_idempotent_and_reversible() {
 #[test]
 fn safe_merge_rejects_non_finite_and_leaves_weights() {
     let dev = device();
-    for cfg in methods(2, &["query"]) {
+    for cfg in methods(2, &["query"])
+        .into_iter()
+        .filter(AdapterConfig::mergeable)
+    {
         let mut m = TinyEncoder::new(1, 8, 8, &dev);
         attach(&mut m, &cfg, 1).unwrap();
         let before = weights(&m);
@@ -247,8 +265,9 @@ fn only_adapter_parameters_get_gradients() {
                 let g = n.param.val().grad(&grads);
                 if n.trainable {
                     let g = g.unwrap_or_else(|| panic!("{p}.{}: no gradient", n.name));
+                    // LoRATRF's task vector sits behind clamp(cos, 0, 1): an exact zero is fine.
                     assert!(
-                        values(&g).iter().any(|v| *v != 0.0),
+                        n.name == "loratrf_task.weight" || values(&g).iter().any(|v| *v != 0.0),
                         "{p}.{}: zero gradient",
                         n.name
                     );
@@ -369,6 +388,10 @@ fn cfg_for(cfg: &AdapterConfig) -> AdapterConfig {
             target_modules: root,
             ..c
         }),
+        AdapterConfig::Loratrf(c) => AdapterConfig::Loratrf(LoraTrfConfig {
+            target_modules: root,
+            ..c
+        }),
     }
 }
 
@@ -378,7 +401,7 @@ proptest! {
     /// Over shapes and ranks: parameter counts follow the formulas, init is the identity, merge
     /// is equivalent.
     #[test]
-    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..7, seed in any::<u64>()) {
+    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..8, seed in any::<u64>()) {
         let dev = device();
         let r = if which >= 5 { r.min(d_in).min(d_out) } else { r };
         let cfg = cfg_for(&methods(r, &["x"])[which]);
@@ -393,6 +416,7 @@ proptest! {
         prop_assert_eq!(param_report(&l).total, d_in * d_out + d_out + held);
         prop_assert_eq!(values(&l.forward(x.clone())), base);
         perturb(&mut l, seed ^ 1);
+        prop_assume!(cfg.mergeable());
         let unmerged = values(&l.forward(x.clone()));
         l.merge(true, "").unwrap();
         prop_assert!(max_abs_diff(&values(&l.forward(x)), &unmerged) <= 1e-4);
