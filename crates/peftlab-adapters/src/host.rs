@@ -14,6 +14,7 @@ use crate::lowrank::LowRankAdapter;
 use crate::mtlora::MtLoraConfig;
 use crate::svd_adapt::{SvdAdaptConfig, SvdAdapter};
 use crate::target::{ModuleSelector, Targeting};
+use crate::triadapt::{TriAdaptAdapter, TriAdaptConfig};
 
 /// A model (or part of one) whose adaptable linear layers can be reached by dotted path.
 ///
@@ -57,6 +58,8 @@ pub enum AdapterConfig {
     Svda(SvdAdaptConfig),
     /// LoRATRF (inferred form).
     Loratrf(LoraTrfConfig),
+    /// TriAdaptLoRA.
+    Triadaptlora(TriAdaptConfig),
 }
 
 impl AdapterConfig {
@@ -67,6 +70,7 @@ impl AdapterConfig {
             AdapterConfig::Mtlora(_) => "mtlora",
             AdapterConfig::Svda(_) => "svda",
             AdapterConfig::Loratrf(_) => "loratrf",
+            AdapterConfig::Triadaptlora(_) => "triadaptlora",
         }
     }
 
@@ -81,6 +85,7 @@ impl AdapterConfig {
             AdapterConfig::Mtlora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
             AdapterConfig::Svda(c) => (&c.target_modules, c.exclude_modules.as_ref()),
             AdapterConfig::Loratrf(c) => (&c.target_modules, c.exclude_modules.as_ref()),
+            AdapterConfig::Triadaptlora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
         }
     }
 
@@ -94,6 +99,11 @@ impl AdapterConfig {
             AdapterConfig::Svda(c) => return Ok(Adapter::Svd(SvdAdapter::new(&w, c)?)),
             AdapterConfig::Loratrf(c) => {
                 return Ok(Adapter::LoraTrf(LoraTrfAdapter::new(
+                    c, d_in, d_out, &device, dtype, rng,
+                )?));
+            }
+            AdapterConfig::Triadaptlora(c) => {
+                return Ok(Adapter::TriAdapt(TriAdaptAdapter::new(
                     c, d_in, d_out, &device, dtype, rng,
                 )?));
             }

@@ -21,11 +21,13 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value, json};
 
+use crate::linear::Adapter;
 use crate::lora::LoraConfig;
 use crate::loratrf::LoraTrfConfig;
 use crate::mtlora::MtLoraConfig;
 use crate::svd_adapt::{SvdAdaptConfig, SvdOption};
 use crate::target::ModuleSelector;
+use crate::triadapt::TriAdaptConfig;
 use crate::{AdapterConfig, AdapterError, AdapterHost, attach};
 
 /// Config file name.
@@ -77,6 +79,13 @@ pub fn config_json(config: &AdapterConfig) -> Value {
             "alpha_pattern": {},
             "use_dora": false,
             "inference_mode": true,
+            "peftlab": provenance,
+        }),
+        AdapterConfig::Triadaptlora(c) => json!({
+            "peft_type": "TRIADAPTLORA",
+            "target_modules": targets(&c.target_modules),
+            "exclude_modules": c.exclude_modules.as_ref().map(targets),
+            "config": serde_json::to_value(c).unwrap_or(Value::Null),
             "peftlab": provenance,
         }),
         AdapterConfig::Loratrf(c) => json!({
@@ -157,8 +166,17 @@ pub fn save_adapter<M: AdapterHost>(
         .collect::<Result<Vec<_>, _>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights = safetensors::serialize(views, Some(metadata)).map_err(|e| io_err(dir, e))?;
-    let config_text =
-        serde_json::to_string_pretty(&config_json(config)).map_err(|e| io_err(dir, e))?;
+    let mut cfg = config_json(config);
+    if matches!(config, AdapterConfig::Triadaptlora(_)) {
+        let mut sizes = Map::new();
+        model.for_each_linear("", &mut |p, l| {
+            if let Some(Adapter::TriAdapt(a)) = &l.adapter {
+                sizes.insert(p.to_string(), json!(a.strips.block_sizes()));
+            }
+        });
+        cfg["block_sizes"] = Value::Object(sizes);
+    }
+    let config_text = serde_json::to_string_pretty(&cfg).map_err(|e| io_err(dir, e))?;
     write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
     write_atomic(&dir.join(CONFIG_FILE), config_text.as_bytes())
 }
@@ -212,6 +230,14 @@ const LORA_KEYS: &[&str] = &[
     "ensure_weight_tying",
     "alora_invocation_tokens",
     "peft_version",
+];
+const TRIADAPT_KEYS: &[&str] = &[
+    "peft_type",
+    "target_modules",
+    "exclude_modules",
+    "config",
+    "block_sizes",
+    "peftlab",
 ];
 const LORATRF_KEYS: &[&str] = &[
     "peft_type",
@@ -346,6 +372,18 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             }
             (AdapterConfig::Mtlora(c), MTLORA_KEYS)
         }
+        "TRIADAPTLORA" => {
+            let mut c: TriAdaptConfig = serde_json::from_value(
+                get("config")
+                    .cloned()
+                    .ok_or_else(|| key_err("config", "missing".into()))?,
+            )
+            .map_err(|e| key_err("config", e.to_string()))?;
+            // the top-level selectors are authoritative, as for the other methods
+            c.target_modules = targets;
+            c.exclude_modules = exclude;
+            (AdapterConfig::Triadaptlora(c), TRIADAPT_KEYS)
+        }
         "LORATRF" => {
             let filter_rank = match get("filter_rank") {
                 None => None,
@@ -383,7 +421,7 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
         other => {
             return Err(key_err(
                 "peft_type",
-                format!("{other:?} is not supported (LORA, MTLORA, SVDA, LORATRF)"),
+                format!("{other:?} is not supported (LORA, MTLORA, SVDA, LORATRF, TRIADAPTLORA)"),
             ));
         }
     };
@@ -422,6 +460,9 @@ pub fn load_adapter<M: Module + AdapterHost>(
 
     let mut candidate = model.clone();
     attach(&mut candidate, &config, 0)?;
+    if matches!(config, AdapterConfig::Triadaptlora(_)) {
+        grow_to_saved_blocks(&mut candidate, &value, &cfg_path)?;
+    }
     let mut used = std::collections::HashSet::new();
     let mut error: Option<AdapterError> = None;
     candidate.for_each_linear_mut("", &mut |p, layer| {
@@ -494,4 +535,54 @@ fn read_tensor(
     let data = TensorData::from_bytes_vec(view.data().to_vec(), want, dtype);
     let t = Tensor::<2>::from_data(data, (&current.device(), dtype)).cast(current.dtype());
     Ok(t)
+}
+
+/// Grow every TriAdaptLoRA adapter of a freshly attached model to the block sizes recorded in
+/// the config (`block_sizes: {path: [k_1, …]}`), so that the saved strips fit.
+fn grow_to_saved_blocks<M: AdapterHost>(
+    model: &mut M,
+    config: &Value,
+    file: &Path,
+) -> Result<(), AdapterError> {
+    let sizes = config
+        .get("block_sizes")
+        .and_then(Value::as_object)
+        .ok_or_else(|| AdapterError::Config {
+            key: format!("{}: block_sizes", file.display()),
+            reason: "missing".into(),
+        })?;
+    let mut rng = peftlab_linalg::init::SeededRng::new(0);
+    let mut error = None;
+    model.for_each_linear_mut("", &mut |p, l| {
+        let Some(Adapter::TriAdapt(a)) = &mut l.adapter else {
+            return;
+        };
+        if error.is_some() {
+            return;
+        }
+        let want: Option<Vec<usize>> = sizes
+            .get(p)
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let Some(want) = want else {
+            error = Some(AdapterError::Config {
+                key: format!("{}: block_sizes.{p}", file.display()),
+                reason: "missing or not a list of block sizes".into(),
+            });
+            return;
+        };
+        if want.first() != a.strips.block_sizes().first() {
+            error = Some(AdapterError::Config {
+                key: format!("{}: block_sizes.{p}", file.display()),
+                reason: format!("first block {:?} disagrees with init_rank", want.first()),
+            });
+            return;
+        }
+        for &k in &want[1..] {
+            if let Err(e) = a.grow(k, peftlab_linalg::strips::StripInit::Zeros, &mut rng) {
+                error = Some(e);
+                return;
+            }
+        }
+    });
+    error.map_or(Ok(()), Err)
 }

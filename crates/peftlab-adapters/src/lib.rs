@@ -8,6 +8,7 @@
 //! | LoRA | [`lora`] | `ΔW = (α/r) · B A` |
 //! | MTLoRA | [`mtlora`] | `ΔW = (α/r) · B T A`, `T` ∈ {SHIM, ICFM, CTCM, DTSM} |
 //! | LoRATRF (inferred) | [`loratrf`] | LoRA + `β · D C (g · h0)`, `g = clamp(cos(h0, t), 0, 1)` (not mergeable) |
+//! | TriAdaptLoRA | [`triadapt`] | `ΔW = (α/R) · B_cat C A_cat`, `C` in growing triangular strips |
 //! | SVD adaptation (inferred) | [`svd_adapt`] | `W0 − U_r Σ_r V_rᵀ + diag(b) U_r diag(σ') V_rᵀ` |
 //!
 //! Shared machinery lives once: [`AdaptedLinear`] (frozen base + adapter, factored forward,
@@ -25,6 +26,7 @@ pub mod lowrank;
 pub mod mtlora;
 pub mod svd_adapt;
 pub mod target;
+pub mod triadapt;
 
 pub use error::AdapterError;
 pub use host::{

@@ -12,6 +12,7 @@ use crate::AdapterError;
 use crate::loratrf::LoraTrfAdapter;
 use crate::lowrank::LowRankAdapter;
 use crate::svd_adapt::SvdAdapter;
+use crate::triadapt::TriAdaptAdapter;
 
 /// One adapter of any method. New methods are new variants; the config enum picks them.
 #[derive(Module, Debug)]
@@ -25,13 +26,15 @@ pub enum Adapter {
     Svd(SvdAdapter),
     /// LoRATRF (LoRA + task-aware filter; not mergeable).
     LoraTrf(LoraTrfAdapter),
+    /// TriAdaptLoRA (triangular strips, growing rank).
+    TriAdapt(TriAdaptAdapter),
 }
 
 /// A named adapter tensor: its key suffix in saved files (docs/formats.md), the parameter, and
 /// whether it trains (frozen ones, like SVD bases, are saved too).
 pub struct NamedParam<'a> {
     /// Key suffix, e.g. `"lora_A.weight"`.
-    pub name: &'static str,
+    pub name: String,
     /// The parameter.
     pub param: &'a mut Param<Tensor<2>>,
     /// Whether it receives gradients.
@@ -46,6 +49,7 @@ impl Adapter {
             Adapter::LowRank(a) => a.forward(x),
             Adapter::Svd(a) => a.forward(x),
             Adapter::LoraTrf(a) => a.forward(x, base.clone()),
+            Adapter::TriAdapt(a) => a.forward(x),
         }
     }
 
@@ -58,6 +62,7 @@ impl Adapter {
                 method: "loratrf",
                 reason: "its filter gate depends on the input, so it is no fixed weight update",
             }),
+            Adapter::TriAdapt(a) => Ok(a.delta_weight()),
         }
     }
 
@@ -67,13 +72,14 @@ impl Adapter {
             Adapter::LowRank(a) => a.num_trainable(),
             Adapter::Svd(a) => a.num_trainable(),
             Adapter::LoraTrf(a) => a.num_trainable(),
+            Adapter::TriAdapt(a) => a.num_trainable(),
         }
     }
 
     /// Every tensor of the adapter with its saved name, in a fixed order.
     pub fn named_params_mut(&mut self) -> Vec<NamedParam<'_>> {
-        let p = |name, param, trainable| NamedParam {
-            name,
+        let p = |name: &str, param, trainable| NamedParam {
+            name: name.to_string(),
             param,
             trainable,
         };
@@ -105,11 +111,23 @@ impl Adapter {
                 p("loratrf_C.weight", &mut a.filter_c, true),
                 p("loratrf_D.weight", &mut a.filter_d, true),
             ],
+            Adapter::TriAdapt(a) => {
+                let mut v = Vec::new();
+                let blocks = a.a_blocks.iter_mut().zip(a.b_blocks.iter_mut());
+                let strips = a.strips.rows.iter_mut().zip(a.strips.cols.iter_mut());
+                for (i, ((pa, pb), (pr, pc))) in blocks.zip(strips).enumerate() {
+                    v.push(p(&format!("triadapt_A.{i}.weight"), pa, true));
+                    v.push(p(&format!("triadapt_B.{i}.weight"), pb, true));
+                    v.push(p(&format!("triadapt_Crow.{i}.weight"), pr, true));
+                    v.push(p(&format!("triadapt_Ccol.{i}.weight"), pc, true));
+                }
+                v
+            }
         }
     }
 
     /// `(name, value)` of every tensor, the order of [`Adapter::named_params_mut`].
-    pub fn named_tensors(&self) -> Vec<(&'static str, Tensor<2>)> {
+    pub fn named_tensors(&self) -> Vec<(String, Tensor<2>)> {
         // Cloning a module clones tensor handles only (no data copy).
         let mut copy = self.clone();
         copy.named_params_mut()

@@ -8,6 +8,7 @@
 mod io;
 mod model;
 mod peft;
+mod triadapt;
 
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Tensor, TensorData};
@@ -17,6 +18,7 @@ use peftlab_adapters::loratrf::LoraTrfConfig;
 use peftlab_adapters::mtlora::MtLoraConfig;
 use peftlab_adapters::svd_adapt::{SvdAdaptConfig, SvdOption};
 use peftlab_adapters::target::ModuleSelector;
+use peftlab_adapters::triadapt::TriAdaptConfig;
 use peftlab_adapters::{
     AdaptedLinear, Adapter, AdapterConfig, AdapterError, AdapterHost, attach, merge_all,
     param_report, set_adapters_enabled, unmerge_all,
@@ -76,6 +78,11 @@ fn methods(r: usize, targets: &[&str]) -> Vec<AdapterConfig> {
         ));
     }
     v.push(AdapterConfig::Loratrf(LoraTrfConfig::new(r, sel.clone())));
+    v.push(AdapterConfig::Triadaptlora(
+        TriAdaptConfig::new(sel.clone())
+            .with_init_rank(r)
+            .with_reference_rank(2 * r),
+    ));
     v
 }
 
@@ -87,6 +94,10 @@ fn formula(cfg: &AdapterConfig, d_in: usize, d_out: usize) -> usize {
         AdapterConfig::Svda(c) => c.r.unwrap_or(d_in.min(d_out)) + d_out,
         AdapterConfig::Loratrf(c) => {
             c.r * (d_in + d_out) + d_out + 2 * c.filter_rank.unwrap_or(c.r) * d_out
+        }
+        // one block of init_rank k: R(d_in + d_out) + 2k² (papers.md §4.6)
+        AdapterConfig::Triadaptlora(c) => {
+            c.init_rank * (d_in + d_out) + 2 * c.init_rank * c.init_rank
         }
     }
 }
@@ -265,9 +276,10 @@ fn only_adapter_parameters_get_gradients() {
                 let g = n.param.val().grad(&grads);
                 if n.trainable {
                     let g = g.unwrap_or_else(|| panic!("{p}.{}: no gradient", n.name));
-                    // LoRATRF's task vector sits behind clamp(cos, 0, 1): an exact zero is fine.
+                    // LoRATRF's filter sits behind the gate clamp(cos(h0, t), 0, 1): when the gate
+                    // is closed for every token its tensors get an exact zero gradient.
                     assert!(
-                        n.name == "loratrf_task.weight" || values(&g).iter().any(|v| *v != 0.0),
+                        n.name.starts_with("loratrf_") || values(&g).iter().any(|v| *v != 0.0),
                         "{p}.{}: zero gradient",
                         n.name
                     );
@@ -392,6 +404,10 @@ fn cfg_for(cfg: &AdapterConfig) -> AdapterConfig {
             target_modules: root,
             ..c
         }),
+        AdapterConfig::Triadaptlora(c) => AdapterConfig::Triadaptlora(TriAdaptConfig {
+            target_modules: root,
+            ..c
+        }),
     }
 }
 
@@ -401,7 +417,7 @@ proptest! {
     /// Over shapes and ranks: parameter counts follow the formulas, init is the identity, merge
     /// is equivalent.
     #[test]
-    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..8, seed in any::<u64>()) {
+    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..9, seed in any::<u64>()) {
         let dev = device();
         let r = if which >= 5 { r.min(d_in).min(d_out) } else { r };
         let cfg = cfg_for(&methods(r, &["x"])[which]);

@@ -2,9 +2,25 @@
 //! Hugging Face BERT module paths, used to run every adapter method through the same tests.
 
 use burn::module::Module;
+use burn::module::Param;
+use burn::tensor::DType;
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Tensor};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
+use peftlab_linalg::init::{Fill, SeededRng};
+
+/// A linear layer with seeded `U(−1/√d_in, 1/√d_in)` weights (burn's default init is unseeded).
+fn linear(d_in: usize, d_out: usize, device: &Device, rng: &mut SeededRng) -> AdaptedLinear {
+    let mut l = AdaptedLinear::new(d_in, d_out, true, device);
+    let bound = 1.0 / (d_in as f64).sqrt();
+    let w = Fill::Uniform { bound }.tensor(d_in, d_out, rng, device, DType::F32);
+    let b = Fill::Uniform { bound }
+        .tensor(1, d_out, rng, device, DType::F32)
+        .reshape([d_out]);
+    l.weight = Param::from_tensor(w);
+    l.bias = Some(Param::from_tensor(b));
+    l
+}
 
 /// One encoder layer.
 #[derive(Module, Debug)]
@@ -24,14 +40,14 @@ pub struct TinyEncoder {
 }
 
 impl Block {
-    fn new(d: usize, d_ff: usize, device: &Device) -> Self {
+    fn new(d: usize, d_ff: usize, device: &Device, rng: &mut SeededRng) -> Self {
         Self {
-            query: AdaptedLinear::new(d, d, true, device),
-            key: AdaptedLinear::new(d, d, true, device),
-            value: AdaptedLinear::new(d, d, true, device),
-            attn_out: AdaptedLinear::new(d, d, true, device),
-            intermediate: AdaptedLinear::new(d, d_ff, true, device),
-            output: AdaptedLinear::new(d_ff, d, true, device),
+            query: linear(d, d, device, rng),
+            key: linear(d, d, device, rng),
+            value: linear(d, d, device, rng),
+            attn_out: linear(d, d, device, rng),
+            intermediate: linear(d, d_ff, device, rng),
+            output: linear(d_ff, d, device, rng),
         }
     }
 
@@ -78,9 +94,13 @@ impl AdapterHost for Block {
 }
 
 impl TinyEncoder {
+    /// Seeded (always the same weights for the same shape).
     pub fn new(n_layers: usize, d: usize, d_ff: usize, device: &Device) -> Self {
+        let mut rng = SeededRng::new(0);
         Self {
-            layers: (0..n_layers).map(|_| Block::new(d, d_ff, device)).collect(),
+            layers: (0..n_layers)
+                .map(|_| Block::new(d, d_ff, device, &mut rng))
+                .collect(),
         }
     }
 

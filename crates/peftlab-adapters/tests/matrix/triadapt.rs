@@ -1,0 +1,200 @@
+//! TriAdaptLoRA specifics: growth preserves the output and existing entries, thresholds follow
+//! the schedules, the total rank reaches the target, and new parameters train with AdamW.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use peftlab_adapters::target::ModuleSelector;
+use peftlab_adapters::triadapt::{Threshold, TriAdaptAllocator, TriAdaptConfig, TriScaling};
+use peftlab_adapters::{Adapter, AdapterConfig, AdapterHost, attach};
+use peftlab_linalg::init::SeededRng;
+use peftlab_linalg::strips::StripInit;
+
+use super::model::TinyEncoder;
+use super::{SIX, device, input, max_abs_diff, perturb, values};
+
+fn cfg(threshold: Threshold) -> TriAdaptConfig {
+    TriAdaptConfig::new(ModuleSelector::list(&SIX))
+        .with_reference_rank(4)
+        .with_incre_rank_num(Some(2))
+        .with_threshold(threshold)
+}
+
+/// Growth (both scale rules) leaves the output unchanged to f32 rounding
+/// (`1e-5 · (1 + |y|max)`) and every existing A block and strip bit-identical.
+#[test]
+fn growth_preserves_output_and_existing_entries() {
+    let dev = device();
+    for scaling in [TriScaling::AlphaOverRank, TriScaling::Constant2] {
+        let base = TinyEncoder::new(2, 8, 12, &dev);
+        let mut m = base.clone();
+        let c = AdapterConfig::Triadaptlora(cfg(Threshold::Linear).with_scaling(scaling));
+        attach(&mut m, &c, 3).unwrap();
+        perturb(&mut m, 4);
+        let x = input(2, 4, 8, 5, &dev);
+        let before = values(&m.forward(x.clone()));
+        let mut old = Vec::new();
+        m.for_each_linear("", &mut |_, l| {
+            let Some(Adapter::TriAdapt(a)) = &l.adapter else {
+                panic!()
+            };
+            old.push((
+                values(&a.a_blocks[0].val()),
+                values(&a.strips.rows[0].val()),
+            ));
+        });
+        let mut rng = SeededRng::new(1);
+        m.for_each_linear_mut("", &mut |_, l| {
+            let Some(Adapter::TriAdapt(a)) = &mut l.adapter else {
+                panic!()
+            };
+            a.grow(3, StripInit::DiagonalIdentity, &mut rng).unwrap();
+            assert_eq!(a.rank(), 4);
+            assert_eq!(a.strips.block_sizes(), vec![1, 3]);
+        });
+        let after = values(&m.forward(x.clone()));
+        // a grown adapter round-trips through save/load (block sizes are in the config)
+        let dir =
+            std::env::temp_dir().join(format!("peftlab-tri-{}-{scaling:?}", std::process::id()));
+        peftlab_adapters::save_adapter(&m, &c, &dir).unwrap();
+        let mut loaded = base.clone();
+        peftlab_adapters::load_adapter(&mut loaded, &dir).unwrap();
+        assert_eq!(
+            values(&loaded.forward(x)),
+            after,
+            "{scaling:?}: reloaded grown adapter"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let tol = 1e-5 * (1.0 + before.iter().fold(0.0f64, |a, v| a.max(v.abs())));
+        assert!(
+            max_abs_diff(&before, &after) <= tol,
+            "{scaling:?}: {}",
+            max_abs_diff(&before, &after)
+        );
+        let mut i = 0;
+        m.for_each_linear("", &mut |_, l| {
+            let Some(Adapter::TriAdapt(a)) = &l.adapter else {
+                panic!()
+            };
+            assert_eq!(values(&a.a_blocks[0].val()), old[i].0);
+            assert_eq!(values(&a.strips.rows[0].val()), old[i].1);
+            i += 1;
+        });
+    }
+}
+
+#[test]
+fn thresholds_follow_their_schedules() {
+    let dev = device();
+    let mut m = TinyEncoder::new(2, 8, 8, &dev); // 12 matrices
+    attach(
+        &mut m,
+        &AdapterConfig::Triadaptlora(cfg(Threshold::Linear)),
+        0,
+    )
+    .unwrap();
+    for (threshold, cases) in [
+        // (progress p, remaining budget, K) — K clamped to [1, 12]
+        (
+            Threshold::Linear,
+            vec![(0.0, 36, 1), (0.25, 36, 9), (0.5, 10, 5), (1.0, 36, 12)],
+        ),
+        (
+            Threshold::Exponential,
+            vec![(0.0, 36, 1), (0.5, 36, 6), (0.5, 100, 10), (1.0, 36, 12)],
+        ),
+        (
+            Threshold::Fixed { top_k: 3 },
+            vec![(0.0, 36, 3), (0.9, 2, 3)],
+        ),
+    ] {
+        let alloc = TriAdaptAllocator::new(&m, &cfg(threshold), 100, None, 0).unwrap();
+        assert_eq!(alloc.total_rank(), 12);
+        assert_eq!(alloc.target_rank(), 48, "reference_rank 4 × 12 matrices");
+        for (p, remaining, k) in cases {
+            assert_eq!(
+                alloc.k_of(p, remaining),
+                k,
+                "{threshold:?} p={p} remaining={remaining}"
+            );
+        }
+    }
+}
+
+/// A real training run: AdamW on the tiny encoder, the allocator driven once per step. The total
+/// rank reaches the target (overshooting by less than one round), grown blocks receive
+/// optimizer updates, and old parameters keep training.
+#[test]
+fn allocator_reaches_target_and_new_parameters_train() {
+    let dev = device().autodiff();
+    for threshold in [
+        Threshold::Linear,
+        Threshold::Exponential,
+        Threshold::Fixed { top_k: 2 },
+    ] {
+        let mut m = TinyEncoder::new(1, 8, 8, &dev); // 6 matrices
+        let c = cfg(threshold).with_init_warmup(2).with_incre_interval(2);
+        attach(&mut m, &AdapterConfig::Triadaptlora(c.clone()), 0).unwrap();
+        let total_steps = 40;
+        let mut alloc = TriAdaptAllocator::new(&m, &c, total_steps, None, 7).unwrap();
+        let mut optim = AdamWConfig::new().init();
+        let x = input(2, 3, 8, 1, &dev);
+        let target = input(2, 3, 8, 2, &dev);
+        let mut grown_blocks_start = None;
+        let mut growths = 0;
+        for step in 1..=total_steps {
+            let loss = (m.forward(x.clone()) - target.clone()).square().mean()
+                + alloc.regularizer(&m).unwrap().unwrap();
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            m = optim.step(1e-2, m, grads);
+            if let Some(g) = alloc.step(&mut m, step).unwrap() {
+                growths += 1;
+                assert!(!g.grown.is_empty() && g.grown.len() >= g.k.min(6));
+                if grown_blocks_start.is_none() {
+                    // remember a freshly grown block's A to check that it trains afterwards
+                    let path = g.grown[0].clone();
+                    m.for_each_linear("", &mut |p, l| {
+                        if p == path {
+                            let Some(Adapter::TriAdapt(a)) = &l.adapter else {
+                                panic!()
+                            };
+                            grown_blocks_start =
+                                Some((path.clone(), values(&a.a_blocks.last().unwrap().val())));
+                        }
+                    });
+                }
+            }
+        }
+        assert!(growths > 0, "{threshold:?}: never grew");
+        let (target_rank, incre) = (alloc.target_rank(), c.incre());
+        assert!(
+            alloc.total_rank() >= target_rank,
+            "{threshold:?}: {} < {target_rank}",
+            alloc.total_rank()
+        );
+        assert!(
+            alloc.total_rank() < target_rank + incre * 6,
+            "{threshold:?}: overshoot"
+        );
+        let mut held = 0;
+        m.for_each_linear("", &mut |_, l| {
+            if let Some(Adapter::TriAdapt(a)) = &l.adapter {
+                held += a.rank();
+            }
+        });
+        assert_eq!(held, alloc.total_rank());
+        let (path, start) = grown_blocks_start.unwrap();
+        m.for_each_linear("", &mut |p, l| {
+            if p == path {
+                let Some(Adapter::TriAdapt(a)) = &l.adapter else {
+                    panic!()
+                };
+                let now = values(&a.a_blocks[1].val());
+                assert_ne!(
+                    now, start,
+                    "{threshold:?}: grown block A was not updated by AdamW"
+                );
+            }
+        });
+        let _ = m.num_params();
+    }
+}
