@@ -7,6 +7,7 @@ use peftlab_linalg::init::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use crate::AdapterError;
+use crate::adalora::{AdaLoraAdapter, AdaLoraConfig};
 use crate::linear::{AdaptedLinear, Adapter};
 use crate::lora::LoraConfig;
 use crate::loratrf::{LoraTrfAdapter, LoraTrfConfig};
@@ -60,6 +61,8 @@ pub enum AdapterConfig {
     Loratrf(LoraTrfConfig),
     /// TriAdaptLoRA.
     Triadaptlora(TriAdaptConfig),
+    /// AdaLoRA.
+    Adalora(AdaLoraConfig),
 }
 
 impl AdapterConfig {
@@ -71,6 +74,7 @@ impl AdapterConfig {
             AdapterConfig::Svda(_) => "svda",
             AdapterConfig::Loratrf(_) => "loratrf",
             AdapterConfig::Triadaptlora(_) => "triadaptlora",
+            AdapterConfig::Adalora(_) => "adalora",
         }
     }
 
@@ -86,6 +90,7 @@ impl AdapterConfig {
             AdapterConfig::Svda(c) => (&c.target_modules, c.exclude_modules.as_ref()),
             AdapterConfig::Loratrf(c) => (&c.target_modules, c.exclude_modules.as_ref()),
             AdapterConfig::Triadaptlora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
+            AdapterConfig::Adalora(c) => (&c.target_modules, c.exclude_modules.as_ref()),
         }
     }
 
@@ -104,6 +109,11 @@ impl AdapterConfig {
             }
             AdapterConfig::Triadaptlora(c) => {
                 return Ok(Adapter::TriAdapt(TriAdaptAdapter::new(
+                    c, d_in, d_out, &device, dtype, rng,
+                )?));
+            }
+            AdapterConfig::Adalora(c) => {
+                return Ok(Adapter::AdaLora(AdaLoraAdapter::new(
                     c, d_in, d_out, &device, dtype, rng,
                 )?));
             }

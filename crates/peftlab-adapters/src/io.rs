@@ -21,6 +21,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{Map, Value, json};
 
+use crate::adalora::AdaLoraConfig;
 use crate::linear::Adapter;
 use crate::lora::LoraConfig;
 use crate::loratrf::LoraTrfConfig;
@@ -79,6 +80,13 @@ pub fn config_json(config: &AdapterConfig) -> Value {
             "alpha_pattern": {},
             "use_dora": false,
             "inference_mode": true,
+            "peftlab": provenance,
+        }),
+        AdapterConfig::Adalora(c) => json!({
+            "peft_type": "ADALORA",
+            "target_modules": targets(&c.target_modules),
+            "exclude_modules": c.exclude_modules.as_ref().map(targets),
+            "config": serde_json::to_value(c).unwrap_or(Value::Null),
             "peftlab": provenance,
         }),
         AdapterConfig::Triadaptlora(c) => json!({
@@ -231,6 +239,13 @@ const LORA_KEYS: &[&str] = &[
     "alora_invocation_tokens",
     "peft_version",
 ];
+const ADALORA_KEYS: &[&str] = &[
+    "peft_type",
+    "target_modules",
+    "exclude_modules",
+    "config",
+    "peftlab",
+];
 const TRIADAPT_KEYS: &[&str] = &[
     "peft_type",
     "target_modules",
@@ -372,6 +387,17 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             }
             (AdapterConfig::Mtlora(c), MTLORA_KEYS)
         }
+        "ADALORA" => {
+            let mut c: AdaLoraConfig = serde_json::from_value(
+                get("config")
+                    .cloned()
+                    .ok_or_else(|| key_err("config", "missing".into()))?,
+            )
+            .map_err(|e| key_err("config", e.to_string()))?;
+            c.target_modules = targets;
+            c.exclude_modules = exclude;
+            (AdapterConfig::Adalora(c), ADALORA_KEYS)
+        }
         "TRIADAPTLORA" => {
             let mut c: TriAdaptConfig = serde_json::from_value(
                 get("config")
@@ -421,7 +447,9 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
         other => {
             return Err(key_err(
                 "peft_type",
-                format!("{other:?} is not supported (LORA, MTLORA, SVDA, LORATRF, TRIADAPTLORA)"),
+                format!(
+                    "{other:?} is not supported (LORA, MTLORA, SVDA, LORATRF, TRIADAPTLORA, ADALORA)"
+                ),
             ));
         }
     };

@@ -5,6 +5,7 @@
 //!
 //! | method | module | update |
 //! |---|---|---|
+//! | AdaLoRA | [`adalora`] | `ΔW = P diag(λ) Q · α/r`, budget masking |
 //! | LoRA | [`lora`] | `ΔW = (α/r) · B A` |
 //! | MTLoRA | [`mtlora`] | `ΔW = (α/r) · B T A`, `T` ∈ {SHIM, ICFM, CTCM, DTSM} |
 //! | LoRATRF (inferred) | [`loratrf`] | LoRA + `β · D C (g · h0)`, `g = clamp(cos(h0, t), 0, 1)` (not mergeable) |
@@ -16,6 +17,7 @@
 //! `target_modules` semantics), [`attach`] / [`merge_all`] / [`param_report`].
 #![warn(missing_docs)]
 
+pub mod adalora;
 pub mod error;
 pub mod host;
 pub mod io;

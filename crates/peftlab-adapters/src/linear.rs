@@ -9,6 +9,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::AdapterError;
+use crate::adalora::AdaLoraAdapter;
 use crate::loratrf::LoraTrfAdapter;
 use crate::lowrank::LowRankAdapter;
 use crate::svd_adapt::SvdAdapter;
@@ -28,6 +29,8 @@ pub enum Adapter {
     LoraTrf(LoraTrfAdapter),
     /// TriAdaptLoRA (triangular strips, growing rank).
     TriAdapt(TriAdaptAdapter),
+    /// AdaLoRA (`P Λ Q` with budget masking).
+    AdaLora(AdaLoraAdapter),
 }
 
 /// A named adapter tensor: its key suffix in saved files (docs/formats.md), the parameter, and
@@ -50,6 +53,7 @@ impl Adapter {
             Adapter::Svd(a) => a.forward(x),
             Adapter::LoraTrf(a) => a.forward(x, base.clone()),
             Adapter::TriAdapt(a) => a.forward(x),
+            Adapter::AdaLora(a) => a.forward(x),
         }
     }
 
@@ -63,6 +67,7 @@ impl Adapter {
                 reason: "its filter gate depends on the input, so it is no fixed weight update",
             }),
             Adapter::TriAdapt(a) => Ok(a.delta_weight()),
+            Adapter::AdaLora(a) => Ok(a.delta_weight()),
         }
     }
 
@@ -73,6 +78,7 @@ impl Adapter {
             Adapter::Svd(a) => a.num_trainable(),
             Adapter::LoraTrf(a) => a.num_trainable(),
             Adapter::TriAdapt(a) => a.num_trainable(),
+            Adapter::AdaLora(a) => a.num_trainable(),
         }
     }
 
@@ -110,6 +116,11 @@ impl Adapter {
                 p("loratrf_task.weight", &mut a.task, true),
                 p("loratrf_C.weight", &mut a.filter_c, true),
                 p("loratrf_D.weight", &mut a.filter_d, true),
+            ],
+            Adapter::AdaLora(a) => vec![
+                p("lora_A.weight", &mut a.lora_a, true),
+                p("lora_B.weight", &mut a.lora_b, true),
+                p("lora_E.weight", &mut a.lora_e, true),
             ],
             Adapter::TriAdapt(a) => {
                 let mut v = Vec::new();

@@ -5,6 +5,7 @@
 //! identity at init and disabled adapters are exact (the update adds exact zeros / is skipped).
 //! Finite-difference checks run in f64 where the backend has it (`h = 1e-6`, `1e-6` relative).
 
+mod adalora;
 mod io;
 mod model;
 mod peft;
@@ -13,6 +14,7 @@ mod triadapt;
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use model::TinyEncoder;
+use peftlab_adapters::adalora::AdaLoraConfig;
 use peftlab_adapters::lora::LoraConfig;
 use peftlab_adapters::loratrf::LoraTrfConfig;
 use peftlab_adapters::mtlora::MtLoraConfig;
@@ -83,6 +85,11 @@ fn methods(r: usize, targets: &[&str]) -> Vec<AdapterConfig> {
             .with_init_rank(r)
             .with_reference_rank(2 * r),
     ));
+    v.push(AdapterConfig::Adalora(
+        AdaLoraConfig::new(sel.clone())
+            .with_init_r(r)
+            .with_target_r(r.div_ceil(2)),
+    ));
     v
 }
 
@@ -99,6 +106,7 @@ fn formula(cfg: &AdapterConfig, d_in: usize, d_out: usize) -> usize {
         AdapterConfig::Triadaptlora(c) => {
             c.init_rank * (d_in + d_out) + 2 * c.init_rank * c.init_rank
         }
+        AdapterConfig::Adalora(c) => c.init_r * (d_in + d_out) + c.init_r,
     }
 }
 
@@ -408,6 +416,10 @@ fn cfg_for(cfg: &AdapterConfig) -> AdapterConfig {
             target_modules: root,
             ..c
         }),
+        AdapterConfig::Adalora(c) => AdapterConfig::Adalora(AdaLoraConfig {
+            target_modules: root,
+            ..c
+        }),
     }
 }
 
@@ -417,7 +429,7 @@ proptest! {
     /// Over shapes and ranks: parameter counts follow the formulas, init is the identity, merge
     /// is equivalent.
     #[test]
-    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..9, seed in any::<u64>()) {
+    fn shapes_and_ranks(d_in in 1usize..20, d_out in 1usize..20, r in 1usize..6, which in 0usize..10, seed in any::<u64>()) {
         let dev = device();
         let r = if which >= 5 { r.min(d_in).min(d_out) } else { r };
         let cfg = cfg_for(&methods(r, &["x"])[which]);

@@ -1,0 +1,83 @@
+//! AdaLoRA specifics: the cubic budget schedule and a real masked training run.
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use peftlab_adapters::adalora::{AdaLoraAllocator, AdaLoraConfig, budget};
+use peftlab_adapters::target::ModuleSelector;
+use peftlab_adapters::{Adapter, AdapterConfig, AdapterHost, attach};
+
+use super::model::TinyEncoder;
+use super::{SIX, device, input, values};
+
+#[test]
+fn budget_follows_the_cubic_schedule() {
+    // b0 = 100, b_T = 50, t_i = 10, t_f = 10, T = 110: the cubic runs over t ∈ [10, 100)
+    let b = |t| budget(100, 50, t, 110, 10, 10);
+    assert_eq!(b(0), 100);
+    assert_eq!(b(9), 100);
+    assert_eq!(b(10), 100);
+    assert_eq!(b(55), 50 + (50.0 * 0.5f64.powi(3)).round() as usize); // 56
+    assert_eq!(b(82), (50.0 + 50.0 * 0.2f64.powi(3)).round() as usize); // 50.4 → 50
+    assert_eq!(b(100), 50);
+    assert_eq!(b(109), 50);
+    let series: Vec<usize> = (0..110).map(b).collect();
+    assert!(series.windows(2).all(|w| w[0] >= w[1]), "non-increasing");
+}
+
+/// AdamW on the tiny encoder, importance updated after every backward and masking after every
+/// optimizer step: the kept rank ends exactly at the target budget, masked λ are zero, and the
+/// masked triplets are the lowest-scoring ones.
+#[test]
+fn masking_reaches_target_budget() {
+    let dev = device().autodiff();
+    let c = AdaLoraConfig::new(ModuleSelector::list(&SIX))
+        .with_init_r(4)
+        .with_target_r(2)
+        .with_tinit(3)
+        .with_tfinal(3)
+        .with_delta_t(2);
+    let mut m = TinyEncoder::new(1, 8, 8, &dev); // 6 matrices: b0 = 24, b_T = 12
+    attach(&mut m, &AdapterConfig::Adalora(c.clone()), 0).unwrap();
+    let total = 30;
+    let mut alloc = AdaLoraAllocator::new(&m, &c, total).unwrap();
+    let mut optim = AdamWConfig::new().init();
+    let (x, y) = (input(2, 3, 8, 1, &dev), input(2, 3, 8, 2, &dev));
+    let mut last = None;
+    for step in 1..=total {
+        let loss = (m.forward(x.clone()) - y.clone()).square().mean()
+            + alloc.regularizer(&m).unwrap().unwrap();
+        let grads = loss.backward();
+        alloc.update(&m, &grads).unwrap();
+        let grads = GradientsParams::from_grads(grads, &m);
+        m = optim.step(1e-2, m, grads);
+        if let Some(mk) = alloc.mask(&mut m, step).unwrap() {
+            last = Some(mk);
+        }
+    }
+    let last = last.expect("masked at least once");
+    assert_eq!(last.step, total);
+    assert_eq!(last.budget, 12);
+    assert_eq!(last.ranks.iter().map(|(_, r)| r).sum::<usize>(), 12);
+    // masked λ are exactly zero; the kept ones are not, and outrank the masked ones
+    let mut kept_min = f64::INFINITY;
+    let mut masked_max = f64::NEG_INFINITY;
+    m.for_each_linear("", &mut |p, l| {
+        let Some(Adapter::AdaLora(a)) = &l.adapter else {
+            panic!()
+        };
+        let e = values(&a.lora_e.val());
+        let scores = alloc.triplet_scores(p, 4, 8, 8);
+        let (_, kept) = last.ranks.iter().find(|(q, _)| q == p).unwrap();
+        assert_eq!(e.iter().filter(|v| **v != 0.0).count(), *kept, "{p}");
+        for (v, s) in e.iter().zip(&scores) {
+            if *v == 0.0 {
+                masked_max = masked_max.max(*s)
+            } else {
+                kept_min = kept_min.min(*s)
+            }
+        }
+    });
+    assert!(
+        masked_max <= kept_min,
+        "masked {masked_max} > kept {kept_min}"
+    );
+}
