@@ -93,13 +93,16 @@ def make(out_dir):
     m = Model().eval()
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, f"{out_dir}/base.safetensors")
     cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                          target_modules=["query", "value", "intermediate.dense"])
+                          target_modules=["query", "value", "intermediate.dense"],
+                          modules_to_save=["layer.1.output.dense"])
     pm = peft.get_peft_model(m, cfg)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+            elif "modules_to_save" in n:  # the trained copy of the head
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
     pm.eval()
     x = torch.randn(2, 5, D, generator=g)
     with torch.no_grad():

@@ -78,6 +78,14 @@ impl AdapterConfig {
         }
     }
 
+    /// PEFT's `modules_to_save` (LoRA only for now; empty for the other methods).
+    pub fn modules_to_save(&self) -> &[String] {
+        match self {
+            AdapterConfig::Lora(c) => c.modules_to_save.as_deref().unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
     /// Whether the method's update can be folded into the base weight.
     pub fn mergeable(&self) -> bool {
         !matches!(self, AdapterConfig::Loratrf(_))
@@ -166,6 +174,14 @@ pub fn attach<M: Module + AdapterHost>(
         .into_iter()
         .map(str::to_string)
         .collect();
+    for entry in config.modules_to_save() {
+        if !refs.iter().any(|p| crate::target::suffix_match(p, entry)) {
+            return Err(AdapterError::TargetNotFound {
+                entry: entry.clone(),
+                available: paths.clone(),
+            });
+        }
+    }
     // Build every adapter first so that an error leaves the model untouched.
     let mut built = Vec::new();
     let mut error = None;
@@ -209,6 +225,12 @@ pub fn attach<M: Module + AdapterHost>(
                 Ok(()) => report.modules.push((q, n)),
                 Err(e) => error = error.take().or(Some(e)),
             }
+        }
+    });
+    let heads = config.modules_to_save();
+    model.for_each_linear_mut("", &mut |p, layer| {
+        if heads.iter().any(|h| crate::target::suffix_match(p, h)) {
+            layer.unfreeze_base();
         }
     });
     match error {

@@ -74,7 +74,7 @@ pub fn config_json(config: &AdapterConfig) -> Value {
             "exclude_modules": c.exclude_modules.as_ref().map(targets),
             "bias": "none",
             "fan_in_fan_out": false,
-            "modules_to_save": null,
+            "modules_to_save": c.modules_to_save,
             "init_lora_weights": true,
             "rank_pattern": {},
             "alpha_pattern": {},
@@ -152,6 +152,35 @@ pub fn save_adapter<M: AdapterHost>(
                     v.iter().flat_map(|x| x.to_le_bytes()).collect(),
                 )),
                 Err(e) => error = Some(format!("{p}.{suffix}: {e:?}")),
+            }
+        }
+    });
+    let heads = config.modules_to_save();
+    model.for_each_linear("", &mut |p, layer| {
+        if !heads.iter().any(|h| crate::target::suffix_match(p, h)) {
+            return;
+        }
+        // PEFT stores a saved module's own tensors, torch layout: weight [out, in], bias [out]
+        let w = layer.weight.val().transpose();
+        let mut tensors = vec![("weight", w)];
+        if let Some(b) = &layer.bias {
+            let b = b.val();
+            let n = b.dims()[0];
+            tensors.push(("bias", b.reshape([1, n])));
+        }
+        for (name, t) in tensors {
+            let shape = if name == "bias" {
+                vec![t.dims()[1]]
+            } else {
+                t.dims().to_vec()
+            };
+            match t.try_to_vec_as::<f32>() {
+                Ok(v) => entries.push((
+                    format!("{KEY_PREFIX}{p}.{name}"),
+                    shape,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )),
+                Err(e) => error = Some(format!("{p}.{name}: {e:?}")),
             }
         }
     });
@@ -335,11 +364,6 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                 &|v| v == &json!(false),
                 "Conv1D layouts are not implemented",
             )?;
-            unsupported(
-                "modules_to_save",
-                &|v| v.as_array().is_some_and(|a| a.is_empty()),
-                "modules_to_save is not implemented yet",
-            )?;
             let empty_map = |v: &Value| v.as_object().is_some_and(Map::is_empty);
             unsupported(
                 "rank_pattern",
@@ -360,6 +384,12 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                 .with_lora_alpha(num("lora_alpha").unwrap_or(8.0))
                 .with_lora_dropout(num("lora_dropout").unwrap_or(0.0))
                 .with_use_rslora(get("use_rslora").and_then(Value::as_bool).unwrap_or(false))
+                .with_modules_to_save(
+                    get("modules_to_save")
+                        .map(|v| serde_json::from_value(v.clone()))
+                        .transpose()
+                        .map_err(|e| key_err("modules_to_save", e.to_string()))?,
+                )
                 .with_exclude_modules(exclude);
             (AdapterConfig::Lora(c), LORA_KEYS)
         }
@@ -510,6 +540,45 @@ pub fn load_adapter<M: Module + AdapterHost>(
                     used.insert(key);
                 }
                 Err(e) => error = Some(e),
+            }
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let heads = config.modules_to_save().to_vec();
+    candidate.for_each_linear_mut("", &mut |p, layer| {
+        if error.is_some() || !heads.iter().any(|h| crate::target::suffix_match(p, h)) {
+            return;
+        }
+        let key = format!("{KEY_PREFIX}{p}.weight");
+        let like = Param::from_tensor(layer.weight.val().transpose());
+        match read_tensor(&st, &key, &w_path, &like) {
+            Ok(w) => {
+                layer.weight =
+                    Param::initialized(layer.weight.id, w.transpose()).set_require_grad(true);
+                used.insert(key);
+            }
+            Err(e) => error = Some(e),
+        }
+        if let Some(b) = &mut layer.bias {
+            let key = format!("{KEY_PREFIX}{p}.bias");
+            let n = b.dims()[0];
+            let like = Param::from_tensor(b.val().reshape([1, n]));
+            match st.tensor(&key) {
+                Ok(v) if v.shape() == [n] => {
+                    let data = TensorData::from_bytes_vec(v.data().to_vec(), [n], DType::F32);
+                    let t = Tensor::<1>::from_data(data, (&like.val().device(), DType::F32))
+                        .cast(like.val().dtype());
+                    *b = Param::initialized(b.id, t).set_require_grad(true);
+                    used.insert(key);
+                }
+                _ => {
+                    error = Some(AdapterError::File {
+                        path: w_path.clone(),
+                        reason: format!("missing or mis-shaped tensor {key:?} (want [{n}] f32)"),
+                    })
+                }
             }
         }
     });

@@ -69,6 +69,16 @@ fn peft_lora_adapter_loads_with_peft_outputs() {
     let mut m = base_model(&dev);
     let report = load_adapter(&mut m, &fixture().join("peft_adapter")).unwrap();
     assert!(report.unknown_keys.is_empty(), "{:?}", report.unknown_keys);
+    // trainable: LoRA on q/v/intermediate of both layers + the saved head (12·8 + 12 weights)
+    let lora: usize = 2 * (4 * (8 + 8) + 4 * (8 + 8) + 4 * (8 + 12));
+    assert_eq!(
+        peftlab_adapters::param_report(&m).trainable,
+        lora + 12 * 8 + 8
+    );
+    assert!(
+        m.layers[1].output.base_trainable,
+        "modules_to_save head trains"
+    );
     let AdapterConfig::Lora(c) = &report.config else {
         panic!("not LoRA")
     };
