@@ -102,13 +102,18 @@ impl AdapterConfig {
         }
     }
 
-    fn build(&self, layer: &AdaptedLinear, rng: &mut SeededRng) -> Result<Adapter, AdapterError> {
+    fn build(
+        &self,
+        layer: &AdaptedLinear,
+        path: &str,
+        rng: &mut SeededRng,
+    ) -> Result<Adapter, AdapterError> {
         let (d_in, d_out) = layer.dims();
         let w = layer.weight.val();
         let (device, dtype) = (w.device(), w.dtype());
         let spec = match self {
             AdapterConfig::Lora(c) => c.spec(),
-            AdapterConfig::Mtlora(c) => c.spec(),
+            AdapterConfig::Mtlora(c) => c.spec_for(path),
             AdapterConfig::Svda(c) => return Ok(Adapter::Svd(SvdAdapter::new(&w, c)?)),
             AdapterConfig::Loratrf(c) => {
                 return Ok(Adapter::LoraTrf(LoraTrfAdapter::new(
@@ -188,7 +193,7 @@ pub fn attach<M: Module + AdapterHost>(
     model.for_each_linear("", &mut |p, layer| {
         if error.is_none() && selected.iter().any(|s| s == p) {
             let mut rng = SeededRng::new(module_seed(seed, p));
-            match config.build(layer, &mut rng) {
+            match config.build(layer, p, &mut rng) {
                 Ok(a) => built.push((p.to_string(), a)),
                 Err(e) => error = Some(e),
             }

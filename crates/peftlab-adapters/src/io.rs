@@ -123,6 +123,7 @@ pub fn config_json(config: &AdapterConfig) -> Value {
             "lora_dropout": c.lora_dropout,
             "t_init": c.t_init,
             "a_init": c.a_init,
+            "fused_qkv_modules": c.fused_qkv_modules,
             "target_modules": targets(&c.target_modules),
             "exclude_modules": c.exclude_modules.as_ref().map(targets),
             "peftlab": provenance,
@@ -313,6 +314,7 @@ const MTLORA_KEYS: &[&str] = &[
     "target_modules",
     "exclude_modules",
     "peftlab",
+    "fused_qkv_modules",
 ];
 
 /// Parse an `adapter_config.json` value. Features peftlab does not implement are rejected with
@@ -410,6 +412,12 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             if let Some(v) = get("t_init") {
                 c.t_init = serde_json::from_value(v.clone())
                     .map_err(|e| key_err("t_init", e.to_string()))?;
+            }
+            if let Some(v) = get("fused_qkv_modules") {
+                c.fused_qkv_modules = Some(
+                    serde_json::from_value(v.clone())
+                        .map_err(|e| key_err("fused_qkv_modules", e.to_string()))?,
+                );
             }
             if let Some(v) = get("a_init") {
                 c.a_init = serde_json::from_value(v.clone())

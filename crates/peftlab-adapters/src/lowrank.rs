@@ -4,6 +4,11 @@
 //! `T: [r, r]` (MTLoRA's transformation, see `peftlab_linalg::transform`). The training forward
 //! is factored, `x ↦ s · ((dropout(x) Aᵀ) Tᵀ) Bᵀ`, costing `O(N·r·(d_in + d_out) + N·r²)`; the
 //! dense `ΔW` is formed only by [`LowRankAdapter::delta_weight`] (merge, export).
+//!
+//! Grouped (fused-QKV) form, the released MTLoRA GPT-2 code's `c_attn`: with `g` groups (3 for
+//! q/k/v) and per-projection rank `r`, `A = [A_q; A_k; A_v]: [g·r, d_in]`, one shared
+//! `T: [g·r, g·r]`, and `B = blockdiag(B_q, B_k, B_v)` stored as its blocks stacked,
+//! `[d_out, r]` (loralib's `MergedLinear` layout): `ΔW = s · blockdiag(B) · T · A`.
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
@@ -41,6 +46,8 @@ pub struct LowRankSpec {
     pub t_init: TransformInit,
     /// Initialization of `A` (`B` always starts at zero, so `ΔW = 0` at attach time).
     pub a_init: AInit,
+    /// Output groups sharing one `T` (1 = plain; 3 = fused q/k/v with a `3r × 3r` T).
+    pub groups: usize,
 }
 
 /// A low-rank adapter on one linear layer.
@@ -56,6 +63,8 @@ pub struct LowRankAdapter {
     pub dropout: Dropout,
     /// Scale `s`.
     pub scale: f64,
+    /// Output groups (1, or 3 for fused q/k/v); `B` is block-diagonal over them.
+    pub groups: usize,
 }
 
 impl LowRankAdapter {
@@ -81,7 +90,14 @@ impl LowRankAdapter {
                 reason: format!("must be in [0, 1), got {}", spec.dropout),
             });
         }
-        let r = spec.rank;
+        let g = spec.groups.max(1);
+        if d_out % g != 0 {
+            return Err(AdapterError::Config {
+                key: "fused_qkv_modules".into(),
+                reason: format!("a layer with {d_out} outputs cannot be split into {g} groups"),
+            });
+        }
+        let r = spec.rank * g;
         let a_fill = match spec.a_init {
             AInit::KaimingUniform => Fill::kaiming_uniform(d_in, 5f64.sqrt())?,
             AInit::Normal { std } => Fill::Normal { std },
@@ -91,17 +107,18 @@ impl LowRankAdapter {
             .with_kind(spec.kind)
             .with_init(spec.t_init)
             .init_with(device, dtype, rng)?;
-        let b = Fill::Zeros.tensor(d_out, r, rng, device, dtype);
+        let b = Fill::Zeros.tensor(d_out, spec.rank, rng, device, dtype);
         Ok(Self {
             lora_a: Param::from_tensor(a),
             lora_b: Param::from_tensor(b),
             transform,
             dropout: DropoutConfig::new(spec.dropout).init(),
             scale: spec.scale,
+            groups: g,
         })
     }
 
-    /// Rank `r`.
+    /// Rank of `A` and `T` (`g · r` for grouped adapters).
     pub fn rank(&self) -> usize {
         self.lora_a.dims()[0]
     }
@@ -111,22 +128,65 @@ impl LowRankAdapter {
         let x = self.dropout.forward(x);
         let a_t = self.lora_a.val().transpose().unsqueeze::<D>();
         let u = self.transform.apply(x.matmul(a_t));
-        let b_t = self.lora_b.val().transpose().unsqueeze::<D>();
-        u.matmul(b_t) * self.scale
+        if self.groups == 1 {
+            let b_t = self.lora_b.val().transpose().unsqueeze::<D>();
+            return u.matmul(b_t) * self.scale;
+        }
+        // block-diagonal B: group i of u ([.., r]) meets B_i ([d_g, r])
+        let dims = u.dims();
+        let (g, r_total) = (self.groups, dims[D - 1]);
+        let r = r_total / g;
+        let [d_out, _] = self.lora_b.dims();
+        let m: usize = dims[..D - 1].iter().product();
+        let u3 = u.reshape([m, g, r]).swap_dims(0, 1); // [g, m, r]
+        let b3 = self.lora_b.val().reshape([g, d_out / g, r]).swap_dims(1, 2); // [g, r, d_g]
+        let y = u3.matmul(b3).swap_dims(0, 1).reshape([m, d_out]) * self.scale;
+        let mut out = dims;
+        out[D - 1] = d_out;
+        y.reshape(out)
+    }
+
+    /// `B` as a dense `[d_out, g·r]` matrix (block-diagonal for grouped adapters).
+    fn b_dense(&self) -> Tensor<2> {
+        let b = self.lora_b.val();
+        if self.groups == 1 {
+            return b;
+        }
+        let [d_out, r] = b.dims();
+        let (g, d_g) = (self.groups, d_out / self.groups);
+        let rows = (0..g)
+            .map(|i| {
+                let block = b.clone().slice([i * d_g..(i + 1) * d_g, 0..r]);
+                let mut parts = Vec::new();
+                if i > 0 {
+                    parts.push(Tensor::zeros([d_g, i * r], (&b.device(), b.dtype())));
+                }
+                parts.push(block);
+                if i + 1 < g {
+                    parts.push(Tensor::zeros(
+                        [d_g, (g - i - 1) * r],
+                        (&b.device(), b.dtype()),
+                    ));
+                }
+                Tensor::cat(parts, 1)
+            })
+            .collect();
+        Tensor::cat(rows, 0)
     }
 
     /// The dense update in burn's `Linear` layout, `s · (B T A)ᵀ: [d_in, d_out]`.
     pub fn delta_weight(&self) -> Tensor<2> {
         let a = self.lora_a.val();
         let t = self.transform.matrix(&a.device());
-        let bta = self.lora_b.val().matmul(t).matmul(a);
+        let bta = self.b_dense().matmul(t).matmul(a);
         bta.transpose() * self.scale
     }
 
-    /// Trainable scalars: `r (d_in + d_out)` plus `T`'s `0 / r² / 2r²`.
+    /// Trainable scalars: `r (d_in + d_out)` plus `T`'s `0 / r² / 2r²`; grouped (fused QKV,
+    /// `g = 3`): `g·r·d_in + d_out·r + (g·r)²` (×2 for the `r²` part of CTCM/DTSM), papers.md §2.4.
     pub fn num_trainable(&self) -> usize {
-        let [r, d_in] = self.lora_a.dims();
-        let d_out = self.lora_b.dims()[0];
-        r * (d_in + d_out) + self.transform.num_trainable()
+        let [r_total, d_in] = self.lora_a.dims();
+        let [d_out, r] = self.lora_b.dims();
+        r_total * d_in + d_out * r + self.transform.num_trainable()
     }
 }

@@ -60,6 +60,7 @@ impl LoraConfig {
             kind: TransformKind::Identity,
             t_init: TransformInit::Identity,
             a_init: AInit::KaimingUniform,
+            groups: 1,
         }
     }
 }

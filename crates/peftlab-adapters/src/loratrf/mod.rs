@@ -89,6 +89,7 @@ impl LoraTrfAdapter {
             kind: TransformKind::Identity,
             t_init: TransformInit::Identity,
             a_init: AInit::KaimingUniform,
+            groups: 1,
         };
         let lora = LowRankAdapter::new(&spec, d_in, d_out, device, dtype, rng)?;
         let r_f = config.filter_rank.unwrap_or(config.r);

@@ -14,7 +14,7 @@
 //! Confirmed from the authors' code (`transformation_matrix/*/xtuning_layers.py`): the four
 //! structures, the forward, the inits, the target modules. Not known: which init produced the
 //! published numbers (papers.md §7.4). The fused-QKV shared `3r × 3r` T of the released GPT-2
-//! code is not implemented yet; every adapted projection has its own `T`.
+//! code is the option `fused_qkv_modules`; otherwise every adapted projection has its own `T`.
 //!
 //! Reproduce: `cargo xtask reproduce mtlora`.
 
@@ -48,10 +48,28 @@ pub struct MtLoraConfig {
     /// Layers to skip even if targeted.
     #[config(default = "None")]
     pub exclude_modules: Option<ModuleSelector>,
+    /// Targeted layers that are fused q/k/v projections (GPT-2 `c_attn`, names or dotted
+    /// suffixes): they get `A: [3r, d_in]`, one shared `3r × 3r` T and a block-diagonal `B`, as
+    /// the released GPT-2 code. Other layers get their own `r × r` T.
+    #[config(default = "None")]
+    pub fused_qkv_modules: Option<Vec<String>>,
 }
 
 impl MtLoraConfig {
-    /// The low-rank adapter this config builds.
+    /// The low-rank adapter this config builds for the layer at `path`.
+    pub fn spec_for(&self, path: &str) -> LowRankSpec {
+        let fused = self
+            .fused_qkv_modules
+            .iter()
+            .flatten()
+            .any(|m| crate::target::suffix_match(path, m));
+        LowRankSpec {
+            groups: if fused { 3 } else { 1 },
+            ..self.spec()
+        }
+    }
+
+    /// The low-rank adapter this config builds (unfused).
     pub fn spec(&self) -> LowRankSpec {
         LowRankSpec {
             rank: self.r,
@@ -60,6 +78,7 @@ impl MtLoraConfig {
             kind: self.structure,
             t_init: self.t_init,
             a_init: self.a_init,
+            groups: 1,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! Finite-difference checks run in f64 where the backend has it (`h = 1e-6`, `1e-6` relative).
 
 mod adalora;
+mod fused;
 mod io;
 mod model;
 mod peft;
