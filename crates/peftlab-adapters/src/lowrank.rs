@@ -91,7 +91,7 @@ impl LowRankAdapter {
             });
         }
         let g = spec.groups.max(1);
-        if d_out % g != 0 {
+        if !d_out.is_multiple_of(g) {
             return Err(AdapterError::Config {
                 key: "fused_qkv_modules".into(),
                 reason: format!("a layer with {d_out} outputs cannot be split into {g} groups"),
