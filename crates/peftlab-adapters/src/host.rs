@@ -112,7 +112,7 @@ impl AdapterConfig {
         let w = layer.weight.val();
         let (device, dtype) = (w.device(), w.dtype());
         let spec = match self {
-            AdapterConfig::Lora(c) => c.spec(),
+            AdapterConfig::Lora(c) => c.spec_for(path),
             AdapterConfig::Mtlora(c) => c.spec_for(path),
             AdapterConfig::Svda(c) => return Ok(Adapter::Svd(SvdAdapter::new(&w, c)?)),
             AdapterConfig::Loratrf(c) => {

@@ -76,8 +76,8 @@ pub fn config_json(config: &AdapterConfig) -> Value {
             "fan_in_fan_out": false,
             "modules_to_save": c.modules_to_save,
             "init_lora_weights": true,
-            "rank_pattern": {},
-            "alpha_pattern": {},
+            "rank_pattern": c.rank_pattern.clone().unwrap_or_default(),
+            "alpha_pattern": c.alpha_pattern.clone().unwrap_or_default(),
             "use_dora": false,
             "inference_mode": true,
             "peftlab": provenance,
@@ -366,17 +366,6 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                 &|v| v == &json!(false),
                 "Conv1D layouts are not implemented",
             )?;
-            let empty_map = |v: &Value| v.as_object().is_some_and(Map::is_empty);
-            unsupported(
-                "rank_pattern",
-                &empty_map,
-                "per-module ranks are not implemented",
-            )?;
-            unsupported(
-                "alpha_pattern",
-                &empty_map,
-                "per-module alphas are not implemented",
-            )?;
             unsupported(
                 "layers_to_transform",
                 &|_| false,
@@ -386,6 +375,20 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                 .with_lora_alpha(num("lora_alpha").unwrap_or(8.0))
                 .with_lora_dropout(num("lora_dropout").unwrap_or(0.0))
                 .with_use_rslora(get("use_rslora").and_then(Value::as_bool).unwrap_or(false))
+                .with_rank_pattern(
+                    get("rank_pattern")
+                        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+                        .map(|v| serde_json::from_value(v.clone()))
+                        .transpose()
+                        .map_err(|e| key_err("rank_pattern", e.to_string()))?,
+                )
+                .with_alpha_pattern(
+                    get("alpha_pattern")
+                        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+                        .map(|v| serde_json::from_value(v.clone()))
+                        .transpose()
+                        .map_err(|e| key_err("alpha_pattern", e.to_string()))?,
+                )
                 .with_modules_to_save(
                     get("modules_to_save")
                         .map(|v| serde_json::from_value(v.clone()))

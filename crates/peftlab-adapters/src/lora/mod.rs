@@ -35,6 +35,13 @@ pub struct LoraConfig {
     /// Layers to skip even if targeted.
     #[config(default = "None")]
     pub exclude_modules: Option<ModuleSelector>,
+    /// Per-module ranks, PEFT's `rank_pattern`: a module whose path full-matches
+    /// `(.*\.)?(<key>)` gets that rank (first matching key in key order).
+    #[config(default = "None")]
+    pub rank_pattern: Option<std::collections::BTreeMap<String, usize>>,
+    /// Per-module `α`, PEFT's `alpha_pattern`, matched like `rank_pattern`.
+    #[config(default = "None")]
+    pub alpha_pattern: Option<std::collections::BTreeMap<String, f64>>,
     /// Linear layers trained in full and saved with the adapter (e.g. a classification head),
     /// PEFT's `modules_to_save`: names or dotted suffixes.
     #[config(default = "None")]
@@ -51,7 +58,19 @@ impl LoraConfig {
         }
     }
 
-    /// The low-rank adapter this config builds.
+    /// The low-rank adapter for the layer at `path`, honouring `rank_pattern` / `alpha_pattern`.
+    pub fn spec_for(&self, path: &str) -> LowRankSpec {
+        let r = pattern_value(self.rank_pattern.as_ref(), path).unwrap_or(self.r);
+        let alpha = pattern_value(self.alpha_pattern.as_ref(), path).unwrap_or(self.lora_alpha);
+        let c = LoraConfig {
+            r,
+            lora_alpha: alpha,
+            ..self.clone()
+        };
+        c.spec()
+    }
+
+    /// The low-rank adapter this config builds (no patterns).
     pub fn spec(&self) -> LowRankSpec {
         LowRankSpec {
             rank: self.r,
@@ -63,4 +82,17 @@ impl LoraConfig {
             groups: 1,
         }
     }
+}
+
+/// The value of the first key of `pattern` whose regex `(.*\.)?(key)` matches all of `path`.
+fn pattern_value<V: Copy>(
+    pattern: Option<&std::collections::BTreeMap<String, V>>,
+    path: &str,
+) -> Option<V> {
+    pattern?.iter().find_map(|(k, v)| {
+        regex::Regex::new(&format!("^(?:.*\\.)?(?:{k})$"))
+            .ok()
+            .filter(|re| re.is_match(path))
+            .map(|_| *v)
+    })
 }

@@ -163,3 +163,46 @@ fn unknown_config_keys_are_reported_not_fatal() {
     let err = save_adapter(&base, &cfg, &tmp("none")).unwrap_err();
     assert!(matches!(err, AdapterError::Config { .. }), "{err}");
 }
+
+/// PEFT's `rank_pattern` / `alpha_pattern`: `value` layers get r = 2 and α = 6 (scale 3), the
+/// others r = 4 and α = 8 (scale 2); the patterns survive a save/load round trip.
+#[test]
+fn rank_and_alpha_patterns_apply_per_module() {
+    use peftlab_adapters::lora::LoraConfig;
+    use peftlab_adapters::target::ModuleSelector;
+    use peftlab_adapters::{Adapter, AdapterConfig, AdapterHost};
+    let dev = device();
+    let cfg = AdapterConfig::Lora(
+        LoraConfig::new(4, ModuleSelector::list(&["query", "value"]))
+            .with_rank_pattern(Some([("value".to_string(), 2)].into()))
+            .with_alpha_pattern(Some(
+                [("layer\\.1\\.attention\\.self\\.value".to_string(), 6.0)].into(),
+            )),
+    );
+    let base = TinyEncoder::new(2, 8, 8, &dev);
+    let mut m = base.clone();
+    attach(&mut m, &cfg, 0).unwrap();
+    let mut seen = Vec::new();
+    m.for_each_linear("", &mut |p, l| {
+        if let Some(Adapter::LowRank(a)) = &l.adapter {
+            seen.push((p.to_string(), a.rank(), a.scale));
+        }
+    });
+    assert_eq!(
+        seen,
+        vec![
+            ("encoder.layer.0.attention.self.query".to_string(), 4, 2.0),
+            ("encoder.layer.0.attention.self.value".to_string(), 2, 4.0), // α 8 / r 2
+            ("encoder.layer.1.attention.self.query".to_string(), 4, 2.0),
+            ("encoder.layer.1.attention.self.value".to_string(), 2, 3.0), // α 6 / r 2
+        ]
+    );
+    perturb(&mut m, 1);
+    let dir = tmp("patterns");
+    save_adapter(&m, &cfg, &dir).unwrap();
+    let mut loaded = base.clone();
+    load_adapter(&mut loaded, &dir).unwrap();
+    let x = input(1, 3, 8, 0, &dev);
+    assert_eq!(values(&loaded.forward(x.clone())), values(&m.forward(x)));
+    fs::remove_dir_all(&dir).unwrap();
+}
