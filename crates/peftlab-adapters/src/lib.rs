@@ -15,6 +15,26 @@
 //! Shared machinery lives once: [`AdaptedLinear`] (frozen base + adapter, factored forward,
 //! merge/unmerge), [`AdapterHost`] (reaching layers by path), [`target`] (PEFT's
 //! `target_modules` semantics), [`attach`] / [`merge_all`] / [`param_report`].
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use peftlab_adapters::lora::LoraConfig;
+//! use peftlab_adapters::target::ModuleSelector;
+//! use peftlab_adapters::{AdaptedLinear, AdapterConfig, attach, merge_all, param_report};
+//!
+//! let device = Device::default();
+//! // A lone layer is a model whose only module path is "" (a model exposes its layers by
+//! // Hugging Face paths through `AdapterHost`).
+//! let mut layer = AdaptedLinear::new(16, 16, true, &device);
+//! let config = AdapterConfig::Lora(LoraConfig::new(4, ModuleSelector::Regex(String::new())));
+//! let report = attach(&mut layer, &config, 42)?;
+//! assert_eq!(report.modules[0].1, 4 * (16 + 16)); // r (d_in + d_out)
+//! assert_eq!(param_report(&layer).trainable, 128);
+//! let y = layer.forward(Tensor::<2>::ones([2, 16], &device)); // base + factored update
+//! assert_eq!(y.dims(), [2, 16]);
+//! merge_all(&mut layer, true)?; // fold ΔW into the weight for inference
+//! # Ok::<(), peftlab_adapters::AdapterError>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod adalora;
