@@ -41,9 +41,10 @@ fn main() -> ExitCode {
 fn reproduce_unavailable(method: Option<&str>) -> String {
     let method = method.unwrap_or("<method>");
     format!(
-        "`cargo xtask reproduce {method}` is not available yet: it needs the adapters, models, \
-         data and training crates, which are still being built (issues 3-6). What runs today is \
-         the math crate: `cargo test --workspace` and `cargo xtask bench-linalg`."
+        "`cargo xtask reproduce {method}` is not available yet: it needs the models, data and \
+         training crates, which are still being built (issues 4-6). What runs today: \
+         `cargo test --workspace`, `cargo xtask bench-linalg` and \
+         `cargo bench -p peftlab-adapters`."
     )
 }
 
