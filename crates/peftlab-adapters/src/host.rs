@@ -312,3 +312,33 @@ pub fn param_report<M: Module + AdapterHost>(model: &M) -> ParamReport {
         total: model.num_params(),
     }
 }
+
+/// Sum `f(adapter)` over every adapter for which it returns `Some`, with the count of terms —
+/// what the allocators' regularizers add up. `None` when no adapter contributed.
+pub fn sum_over_adapters<M: AdapterHost>(
+    model: &M,
+    f: impl Fn(&Adapter) -> Option<Result<burn::tensor::Tensor<1>, AdapterError>>,
+) -> Result<Option<(burn::tensor::Tensor<1>, usize)>, AdapterError> {
+    let mut total: Option<burn::tensor::Tensor<1>> = None;
+    let mut n = 0usize;
+    let mut error = None;
+    model.for_each_linear("", &mut |_, l| {
+        let Some(term) = l.adapter.as_ref().and_then(&f) else {
+            return;
+        };
+        match term {
+            Ok(t) => {
+                n += 1;
+                total = Some(match total.take() {
+                    Some(acc) => acc + t,
+                    None => t,
+                });
+            }
+            Err(e) => error = error.take().or(Some(e)),
+        }
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(total.map(|t| (t, n))),
+    }
+}

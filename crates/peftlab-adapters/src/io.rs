@@ -349,6 +349,19 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
         Some(v) if !ok(v) => Err(key_err(k, format!("{v} is not supported ({what})"))),
         _ => Ok(()),
     };
+    // A method config stored whole under one key (the peftlab-only formats).
+    fn nested_in<C: serde::de::DeserializeOwned>(
+        obj: &Map<String, Value>,
+        key: &str,
+        file: &Path,
+    ) -> Result<C, AdapterError> {
+        let err = |reason: String| AdapterError::Config {
+            key: format!("{}: {key}", file.display()),
+            reason,
+        };
+        let v = obj.get(key).cloned().ok_or_else(|| err("missing".into()))?;
+        serde_json::from_value(v).map_err(|e| err(e.to_string()))
+    }
     let (config, known) = match peft_type {
         "LORA" => {
             unsupported(
@@ -429,23 +442,13 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             (AdapterConfig::Mtlora(c), MTLORA_KEYS)
         }
         "ADALORA" => {
-            let mut c: AdaLoraConfig = serde_json::from_value(
-                get("config")
-                    .cloned()
-                    .ok_or_else(|| key_err("config", "missing".into()))?,
-            )
-            .map_err(|e| key_err("config", e.to_string()))?;
+            let mut c: AdaLoraConfig = nested_in(obj, "config", file)?;
             c.target_modules = targets;
             c.exclude_modules = exclude;
             (AdapterConfig::Adalora(c), ADALORA_KEYS)
         }
         "TRIADAPTLORA" => {
-            let mut c: TriAdaptConfig = serde_json::from_value(
-                get("config")
-                    .cloned()
-                    .ok_or_else(|| key_err("config", "missing".into()))?,
-            )
-            .map_err(|e| key_err("config", e.to_string()))?;
+            let mut c: TriAdaptConfig = nested_in(obj, "config", file)?;
             // the top-level selectors are authoritative, as for the other methods
             c.target_modules = targets;
             c.exclude_modules = exclude;

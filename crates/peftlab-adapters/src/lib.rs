@@ -53,7 +53,7 @@ pub mod triadapt;
 pub use error::AdapterError;
 pub use host::{
     AdapterConfig, AdapterHost, AttachReport, ParamReport, attach, child_path, merge_all,
-    module_seed, param_report, set_adapters_enabled, unmerge_all,
+    module_seed, param_report, set_adapters_enabled, sum_over_adapters, unmerge_all,
 };
 pub use io::{LoadReport, load_adapter, save_adapter};
 pub use linear::{AdaptedLinear, Adapter, NamedParam};

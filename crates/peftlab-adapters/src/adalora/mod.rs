@@ -377,26 +377,13 @@ impl AdaLoraAllocator {
         &self,
         model: &M,
     ) -> Result<Option<Tensor<1>>, AdapterError> {
-        let mut total: Option<Tensor<1>> = None;
-        let mut n = 0usize;
-        let mut error = None;
-        model.for_each_linear("", &mut |_, l| {
-            if let Some(Adapter::AdaLora(a)) = &l.adapter {
-                match orthogonality_penalty(a.lora_a.val(), a.lora_b.val(), OrthNorm::Frobenius) {
-                    Ok(t) => {
-                        n += 1;
-                        total = Some(match total.take() {
-                            Some(acc) => acc + t,
-                            None => t,
-                        });
-                    }
-                    Err(e) => error = Some(AdapterError::from(e)),
-                }
-            }
-        });
-        if let Some(e) = error {
-            return Err(e);
-        }
-        Ok(total.map(|t| t * (self.config.orth_reg_weight / n as f64)))
+        let sum = crate::host::sum_over_adapters(model, |a| match a {
+            Adapter::AdaLora(a) => Some(
+                orthogonality_penalty(a.lora_a.val(), a.lora_b.val(), OrthNorm::Frobenius)
+                    .map_err(AdapterError::from),
+            ),
+            _ => None,
+        })?;
+        Ok(sum.map(|(t, n)| t * (self.config.orth_reg_weight / n as f64)))
     }
 }

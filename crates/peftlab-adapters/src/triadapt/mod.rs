@@ -453,26 +453,10 @@ impl TriAdaptAllocator {
         &self,
         model: &M,
     ) -> Result<Option<Tensor<1>>, AdapterError> {
-        let mut total: Option<Tensor<1>> = None;
-        let mut n = 0usize;
-        let mut error = None;
-        model.for_each_linear("", &mut |_, l| {
-            if let Some(Adapter::TriAdapt(a)) = &l.adapter {
-                match a.orthogonality() {
-                    Ok(t) => {
-                        n += 1;
-                        total = Some(match total.take() {
-                            Some(acc) => acc + t,
-                            None => t,
-                        });
-                    }
-                    Err(e) => error = Some(e),
-                }
-            }
-        });
-        if let Some(e) = error {
-            return Err(e);
-        }
-        Ok(total.map(|t| t * (self.config.orth_reg_weight / (2.0 * n as f64))))
+        let sum = crate::host::sum_over_adapters(model, |a| match a {
+            Adapter::TriAdapt(a) => Some(a.orthogonality()),
+            _ => None,
+        })?;
+        Ok(sum.map(|(t, n)| t * (self.config.orth_reg_weight / (2.0 * n as f64))))
     }
 }
