@@ -84,12 +84,7 @@ impl LowRankAdapter {
                 reason: "rank must be > 0".into(),
             });
         }
-        if !(0.0..1.0).contains(&spec.dropout) {
-            return Err(AdapterError::Config {
-                key: "lora_dropout".into(),
-                reason: format!("must be in [0, 1), got {}", spec.dropout),
-            });
-        }
+        let dropout = dropout(spec.dropout)?;
         let g = spec.groups.max(1);
         if !d_out.is_multiple_of(g) {
             return Err(AdapterError::Config {
@@ -112,7 +107,7 @@ impl LowRankAdapter {
             lora_a: Param::from_tensor(a),
             lora_b: Param::from_tensor(b),
             transform,
-            dropout: DropoutConfig::new(spec.dropout).init(),
+            dropout,
             scale: spec.scale,
             groups: g,
         })
@@ -189,4 +184,16 @@ impl LowRankAdapter {
         let [d_out, r] = self.lora_b.dims();
         r_total * d_in + d_out * r + self.transform.num_trainable()
     }
+}
+
+/// Adapter-input dropout with probability `p`, which must lie in `[0, 1)` (config key
+/// `lora_dropout`).
+pub(crate) fn dropout(p: f64) -> Result<Dropout, AdapterError> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(AdapterError::Config {
+            key: "lora_dropout".into(),
+            reason: format!("must be in [0, 1), got {p}"),
+        });
+    }
+    Ok(DropoutConfig::new(p).init())
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig};
+use burn::nn::Dropout;
 use burn::tensor::{DType, Device, Gradients, Tensor};
 use peftlab_linalg::init::{Fill, SeededRng};
 use peftlab_linalg::regularize::{OrthNorm, orthogonality_penalty};
@@ -119,7 +119,7 @@ impl AdaLoraAdapter {
             lora_a: Param::from_tensor(a),
             lora_e: Param::from_tensor(e),
             lora_b: Param::from_tensor(b),
-            dropout: DropoutConfig::new(c.lora_dropout).init(),
+            dropout: crate::lowrank::dropout(c.lora_dropout)?,
             scale: s / (r as f64 + 1e-5),
         })
     }

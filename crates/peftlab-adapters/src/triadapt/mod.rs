@@ -30,7 +30,7 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig};
+use burn::nn::Dropout;
 use burn::tensor::{DType, Device, Tensor};
 use peftlab_linalg::init::{Fill, SeededRng};
 use peftlab_linalg::regularize::{
@@ -150,7 +150,7 @@ impl TriAdaptAdapter {
             a_blocks: Vec::new(),
             b_blocks: Vec::new(),
             strips: TriangularStrips::new(),
-            dropout: DropoutConfig::new(config.lora_dropout).init(),
+            dropout: crate::lowrank::dropout(config.lora_dropout)?,
             alpha: config.lora_alpha,
             alpha_over_rank: config.scaling == TriScaling::AlphaOverRank,
         };
