@@ -38,7 +38,8 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 /// Prefix PEFT puts before module paths.
 pub const KEY_PREFIX: &str = "base_model.model.";
 
-/// What [`load_adapter`] found besides the weights.
+/// What [`load_adapter`] found besides the weights. Unknown keys are also logged at `warn`
+/// level (the `log` crate; the CLI prints them).
 #[derive(Debug, Clone)]
 pub struct LoadReport {
     /// The configuration read.
@@ -604,6 +605,12 @@ pub fn load_adapter<M: Module + AdapterHost>(
             path: w_path,
             reason: format!("tensor {extra:?} belongs to no adapted module of this model"),
         });
+    }
+    for key in &unknown_keys {
+        log::warn!(
+            "{}: ignoring unknown config key {key:?} (set by a newer PEFT or peftlab?)",
+            cfg_path.display()
+        );
     }
     *model = candidate;
     Ok(LoadReport {
