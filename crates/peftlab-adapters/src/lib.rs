@@ -16,6 +16,13 @@
 //! merge/unmerge), [`AdapterHost`] (reaching layers by path), [`target`] (PEFT's
 //! `target_modules` semantics), [`attach`] / [`merge_all`] / [`param_report`].
 //!
+//! **Your own burn model**: replace each `burn::nn::Linear` field you want adaptable by
+//! [`AdaptedLinear`] (`AdaptedLinear::from_linear(linear)` keeps its weights; `forward` has the
+//! same signature) and implement [`AdapterHost`] by calling `f(&child_path(prefix, "name"),
+//! &mut self.field)` for each of them (see `tests/matrix/model.rs`). Every method then attaches
+//! by path. peftlab does not use burn's built-in `Reparameterizer`, which forms the dense `ΔW`
+//! on every forward (docs/decisions.md).
+//!
 //! ```
 //! use burn::tensor::{Device, Tensor};
 //! use peftlab_adapters::lora::LoraConfig;
