@@ -191,28 +191,24 @@ pub fn attach<M: Module + AdapterHost>(
     let mut built = Vec::new();
     let mut error = None;
     model.for_each_linear("", &mut |p, layer| {
-        if error.is_none() && selected.iter().any(|s| s == p) {
-            let mut rng = SeededRng::new(module_seed(seed, p));
-            match config.build(layer, p, &mut rng) {
-                Ok(a) => built.push((p.to_string(), a)),
-                Err(e) => error = Some(e),
-            }
+        if error.is_some() || !selected.iter().any(|s| s == p) {
+            return;
+        }
+        if layer.adapter.is_some() {
+            error = Some(AdapterError::MergeState {
+                module: p.to_string(),
+                reason: "an adapter is already attached".into(),
+            });
+            return;
+        }
+        let mut rng = SeededRng::new(module_seed(seed, p));
+        match config.build(layer, p, &mut rng) {
+            Ok(a) => built.push((p.to_string(), a)),
+            Err(e) => error = Some(e),
         }
     });
     if let Some(e) = error {
         return Err(e);
-    }
-    for (p, _) in &built {
-        let mut already = false;
-        model.for_each_linear("", &mut |q, layer| {
-            already |= q == p && layer.adapter.is_some()
-        });
-        if already {
-            return Err(AdapterError::MergeState {
-                module: p.clone(),
-                reason: "an adapter is already attached".into(),
-            });
-        }
     }
     *model = model.clone().no_grad();
     model.for_each_linear_mut("", &mut |_, layer| layer.freeze_base());
