@@ -169,11 +169,12 @@ pub fn budget(
     b.round() as usize
 }
 
-/// Smoothed importance of one parameter tensor: `(Ī, Ū)`.
+/// Smoothed importance of one parameter tensor: `(Ī, Ū)`, kept on the parameter's device (no
+/// host round trip per step; scores are read back only when masking).
 #[derive(Debug, Clone)]
 struct Ema {
-    sens: Vec<f64>,
-    unc: Vec<f64>,
+    sens: Tensor<2>,
+    unc: Tensor<2>,
 }
 
 /// AdaLoRA's rank allocator: [`AdaLoraAllocator::update`] after every backward (needs the
@@ -254,7 +255,6 @@ impl AdaLoraAllocator {
         grads: &Gradients,
     ) -> Result<(), AdapterError> {
         let (b1, b2) = (self.config.beta1, self.config.beta2);
-        let mut error = None;
         model.for_each_linear("", &mut |p, l| {
             let Some(Adapter::AdaLora(a)) = &l.adapter else {
                 return;
@@ -263,39 +263,30 @@ impl AdaLoraAllocator {
                 let w = param.val();
                 let Some(g) = w.grad(grads) else { continue };
                 let imp = (w.without_autodiff() * g).abs();
-                let Ok(imp) = imp.try_to_vec_as::<f64>() else {
-                    error = Some(AdapterError::Config {
-                        key: format!("{p}.{name}"),
-                        reason: "gradient read failed".into(),
-                    });
-                    return;
+                let key = format!("{p}.{name}");
+                let next = match self.ema.remove(&key) {
+                    None => {
+                        let sens = imp.clone() * (1.0 - b1);
+                        let unc = (imp - sens.clone()).abs() * (1.0 - b2);
+                        Ema { sens, unc }
+                    }
+                    Some(e) => {
+                        let sens = e.sens * b1 + imp.clone() * (1.0 - b1);
+                        let unc = e.unc * b2 + (imp - sens.clone()).abs() * (1.0 - b2);
+                        Ema { sens, unc }
+                    }
                 };
-                let e = self
-                    .ema
-                    .entry(format!("{p}.{name}"))
-                    .or_insert_with(|| Ema {
-                        sens: vec![0.0; imp.len()],
-                        unc: vec![0.0; imp.len()],
-                    });
-                for ((s, u), i) in e.sens.iter_mut().zip(e.unc.iter_mut()).zip(&imp) {
-                    *s = b1 * *s + (1.0 - b1) * i;
-                    *u = b2 * *u + (1.0 - b2) * (i - *s).abs();
-                }
+                self.ema.insert(key, next);
             }
         });
-        error.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// Triplet scores `S_i` of one module (empty before the first [`Self::update`]).
     pub fn triplet_scores(&self, path: &str, r: usize, d_in: usize, d_out: usize) -> Vec<f64> {
         let s = |name: &str| {
-            self.ema.get(&format!("{path}.{name}")).map(|e| {
-                e.sens
-                    .iter()
-                    .zip(&e.unc)
-                    .map(|(a, b)| a * b)
-                    .collect::<Vec<_>>()
-            })
+            let e = self.ema.get(&format!("{path}.{name}"))?;
+            (e.sens.clone() * e.unc.clone()).try_to_vec_as::<f64>().ok()
         };
         let (Some(sa), Some(se), Some(sb)) = (s("A"), s("E"), s("B")) else {
             return Vec::new();
