@@ -94,7 +94,8 @@ def make(out_dir):
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, f"{out_dir}/base.safetensors")
     cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
                           target_modules=["query", "value", "intermediate.dense"],
-                          modules_to_save=["layer.1.output.dense"])
+                          modules_to_save=["layer.1.output.dense"],
+                          rank_pattern={"value": 2}, alpha_pattern={"intermediate.dense": 16})
     pm = peft.get_peft_model(m, cfg)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():

@@ -69,8 +69,9 @@ fn peft_lora_adapter_loads_with_peft_outputs() {
     let mut m = base_model(&dev);
     let report = load_adapter(&mut m, &fixture().join("peft_adapter")).unwrap();
     assert!(report.unknown_keys.is_empty(), "{:?}", report.unknown_keys);
-    // trainable: LoRA on q/v/intermediate of both layers + the saved head (12·8 + 12 weights)
-    let lora: usize = 2 * (4 * (8 + 8) + 4 * (8 + 8) + 4 * (8 + 12));
+    // trainable: LoRA on q (r 4) / v (r 2 by rank_pattern) / intermediate (r 4) of both layers
+    // + the saved head (12·8 weights + 8 biases)
+    let lora: usize = 2 * (4 * (8 + 8) + 2 * (8 + 8) + 4 * (8 + 12));
     assert_eq!(
         peftlab_adapters::param_report(&m).trainable,
         lora + 12 * 8 + 8
@@ -83,6 +84,11 @@ fn peft_lora_adapter_loads_with_peft_outputs() {
         panic!("not LoRA")
     };
     assert_eq!((c.r, c.lora_alpha), (4, 8.0));
+    assert_eq!(c.rank_pattern.as_ref().unwrap()["value"], 2);
+    assert_eq!(
+        c.alpha_pattern.as_ref().unwrap()["intermediate.dense"],
+        16.0
+    );
     let (x, y_peft) = io(&dev);
     let y = values(&m.forward(x.clone()));
     assert!(
