@@ -1,0 +1,323 @@
+//! BERT encoders (MiniLM, BERT-base) loaded from a Hugging Face directory.
+//!
+//! Architecture as transformers' `BertModel`: word + position + token-type embeddings and
+//! LayerNorm; post-norm layers of multi-head self-attention and a GELU (exact, erf) MLP. Module
+//! paths are the checkpoint's (`encoder.layer.0.attention.self.query`, `…attention.output.dense`,
+//! `…intermediate.dense`, `…output.dense`), so PEFT `target_modules` lists work unchanged.
+//! [`Bert::mean_pooled`] is sentence-transformers' mean pooling (all-MiniLM-L6-v2).
+//!
+//! Not yet: the pooler and classification/regression heads (issue 4).
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
+use serde::Deserialize;
+
+use crate::ModelError;
+use crate::safetensors_dir::Checkpoint;
+
+/// The `config.json` fields a BERT needs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct BertConfig {
+    /// Must be `"bert"`.
+    pub model_type: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width `d`.
+    pub hidden_size: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Positions.
+    pub max_position_embeddings: usize,
+    /// Token types.
+    pub type_vocab_size: usize,
+    /// LayerNorm ε.
+    pub layer_norm_eps: f64,
+    /// Must be `"gelu"`.
+    #[serde(default = "gelu_name")]
+    pub hidden_act: String,
+}
+
+fn gelu_name() -> String {
+    "gelu".into()
+}
+
+impl BertConfig {
+    /// Read and check `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let c: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let bad = |key: &str, reason: String| ModelError::Config {
+            path: path.to_path_buf(),
+            key: key.into(),
+            reason,
+        };
+        if c.model_type != "bert" {
+            return Err(bad(
+                "model_type",
+                format!("{:?} is not \"bert\"", c.model_type),
+            ));
+        }
+        if c.hidden_act != "gelu" {
+            return Err(bad(
+                "hidden_act",
+                format!("{:?} is not supported (gelu)", c.hidden_act),
+            ));
+        }
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+            return Err(bad("num_attention_heads", "must divide hidden_size".into()));
+        }
+        Ok(c)
+    }
+}
+
+/// One encoder layer.
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    /// `attention.self.query`.
+    pub query: AdaptedLinear,
+    /// `attention.self.key`.
+    pub key: AdaptedLinear,
+    /// `attention.self.value`.
+    pub value: AdaptedLinear,
+    /// `attention.output.dense`.
+    pub attention_output: AdaptedLinear,
+    /// `attention.output.LayerNorm`.
+    pub attention_norm: LayerNorm,
+    /// `intermediate.dense`.
+    pub intermediate: AdaptedLinear,
+    /// `output.dense`.
+    pub output: AdaptedLinear,
+    /// `output.LayerNorm`.
+    pub output_norm: LayerNorm,
+    /// Heads.
+    pub heads: usize,
+}
+
+/// A BERT encoder.
+#[derive(Module, Debug)]
+pub struct Bert {
+    /// `embeddings.word_embeddings`.
+    pub word_embeddings: Embedding,
+    /// `embeddings.position_embeddings`.
+    pub position_embeddings: Embedding,
+    /// `embeddings.token_type_embeddings`.
+    pub token_type_embeddings: Embedding,
+    /// `embeddings.LayerNorm`.
+    pub embeddings_norm: LayerNorm,
+    /// `encoder.layer.*`.
+    pub layers: Vec<BertLayer>,
+}
+
+impl BertLayer {
+    fn forward(&self, h: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let [b, t, d] = h.dims();
+        let (nh, dh) = (self.heads, d / self.heads);
+        let split = |x: Tensor<3>| x.reshape([b, t, nh, dh]).swap_dims(1, 2);
+        let q = split(self.query.forward(h.clone()));
+        let k = split(self.key.forward(h.clone()));
+        let v = split(self.value.forward(h.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + mask_bias;
+        let ctx = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
+        let h1 = self
+            .attention_norm
+            .forward(h + self.attention_output.forward(ctx));
+        let ff = self
+            .output
+            .forward(gelu(self.intermediate.forward(h1.clone())));
+        self.output_norm.forward(h1 + ff)
+    }
+}
+
+impl Bert {
+    /// Last hidden states `[B, T, d]` for token ids `[B, T]` and a 0/1 attention mask `[B, T]`
+    /// (token type 0 everywhere).
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let pos = Tensor::<1, Int>::arange(0..t as i64, &device)
+            .reshape([1, t])
+            .expand([b, t]);
+        let types = Tensor::<2, Int>::zeros([b, t], &device);
+        let e = self.word_embeddings.forward(ids)
+            + self.position_embeddings.forward(pos)
+            + self.token_type_embeddings.forward(types);
+        let mut h = self.embeddings_norm.forward(e);
+        // 0 where attended, −1e9 where padded: [B, 1, 1, T]
+        let bias = (mask.ones_like() - mask).reshape([b, 1, 1, t]) * -1e9;
+        for layer in &self.layers {
+            h = layer.forward(h, bias.clone());
+        }
+        h
+    }
+
+    /// sentence-transformers mean pooling, L2-normalized: `[B, d]`.
+    pub fn mean_pooled(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let h = self.forward(ids, mask.clone());
+        let [b, t, d] = h.dims();
+        let m = mask.reshape([b, t, 1]);
+        let summed = (h * m.clone()).sum_dim(1).reshape([b, d]);
+        let count = m.sum_dim(1).reshape([b, 1]).clamp_min(1e-9);
+        let mean = summed / count;
+        let norm = mean.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        mean / norm
+    }
+
+    /// Load `config.json` + `model.safetensors` from a Hugging Face model directory. Every
+    /// tensor must be present with the shape the config implies; `embeddings.position_ids` and
+    /// the `pooler.*` tensors (not used yet) are the only ones allowed to stay unused.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let c = BertConfig::from_file(&dir.join("config.json"))?;
+        let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
+        let d = c.hidden_size;
+        let mut emb = |name: &str, n: usize| -> Result<Embedding, ModelError> {
+            let mut e = EmbeddingConfig::new(n, d).init(device);
+            e.weight = Param::from_tensor(ck.take(
+                &format!("embeddings.{name}.weight"),
+                [n, d],
+                device,
+            )?);
+            Ok(e)
+        };
+        let word = emb("word_embeddings", c.vocab_size)?;
+        let position = emb("position_embeddings", c.max_position_embeddings)?;
+        let token_type = emb("token_type_embeddings", c.type_vocab_size)?;
+        let norm = |ck: &mut Checkpoint, prefix: &str| -> Result<LayerNorm, ModelError> {
+            let mut n = LayerNormConfig::new(d)
+                .with_epsilon(c.layer_norm_eps)
+                .init(device);
+            n.gamma = Param::from_tensor(ck.take(&format!("{prefix}.weight"), [d], device)?);
+            n.beta = Some(Param::from_tensor(ck.take(
+                &format!("{prefix}.bias"),
+                [d],
+                device,
+            )?));
+            Ok(n)
+        };
+        let embeddings_norm = norm(&mut ck, "embeddings.LayerNorm")?;
+        let linear = |ck: &mut Checkpoint,
+                      prefix: &str,
+                      d_in: usize,
+                      d_out: usize|
+         -> Result<AdaptedLinear, ModelError> {
+            let w = ck.take(&format!("{prefix}.weight"), [d_out, d_in], device)?;
+            let b = ck.take(&format!("{prefix}.bias"), [d_out], device)?;
+            let mut l = AdaptedLinear::new(d_in, d_out, true, device);
+            l.weight = Param::from_tensor(w.transpose());
+            l.bias = Some(Param::from_tensor(b));
+            Ok(l)
+        };
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            layers.push(BertLayer {
+                query: linear(&mut ck, &format!("{p}.attention.self.query"), d, d)?,
+                key: linear(&mut ck, &format!("{p}.attention.self.key"), d, d)?,
+                value: linear(&mut ck, &format!("{p}.attention.self.value"), d, d)?,
+                attention_output: linear(&mut ck, &format!("{p}.attention.output.dense"), d, d)?,
+                attention_norm: norm(&mut ck, &format!("{p}.attention.output.LayerNorm"))?,
+                intermediate: linear(
+                    &mut ck,
+                    &format!("{p}.intermediate.dense"),
+                    d,
+                    c.intermediate_size,
+                )?,
+                output: linear(
+                    &mut ck,
+                    &format!("{p}.output.dense"),
+                    c.intermediate_size,
+                    d,
+                )?,
+                output_norm: norm(&mut ck, &format!("{p}.output.LayerNorm"))?,
+                heads: c.num_attention_heads,
+            });
+        }
+        ck.finish(|n| n == "embeddings.position_ids" || n.starts_with("pooler."))?;
+        Ok(Self {
+            word_embeddings: word,
+            position_embeddings: position,
+            token_type_embeddings: token_type,
+            embeddings_norm,
+            layers,
+        })
+    }
+}
+
+/// `[B, T]` id and mask tensors from token id lists, right-padded with `pad_id`.
+pub fn batch(ids: &[Vec<u32>], pad_id: u32, device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
+    let t = ids.iter().map(Vec::len).max().unwrap_or(0);
+    let b = ids.len();
+    let mut flat = Vec::with_capacity(b * t);
+    let mut mask = Vec::with_capacity(b * t);
+    for row in ids {
+        for j in 0..t {
+            flat.push(i64::from(*row.get(j).unwrap_or(&pad_id)));
+            mask.push(f32::from(u8::from(j < row.len())));
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(flat, [b, t]), device),
+        Tensor::from_data(TensorData::new(mask, [b, t]), device),
+    )
+}
+
+impl AdapterHost for BertLayer {
+    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
+        f(&child_path(prefix, "attention.self.query"), &self.query);
+        f(&child_path(prefix, "attention.self.key"), &self.key);
+        f(&child_path(prefix, "attention.self.value"), &self.value);
+        f(
+            &child_path(prefix, "attention.output.dense"),
+            &self.attention_output,
+        );
+        f(
+            &child_path(prefix, "intermediate.dense"),
+            &self.intermediate,
+        );
+        f(&child_path(prefix, "output.dense"), &self.output);
+    }
+    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
+        f(&child_path(prefix, "attention.self.query"), &mut self.query);
+        f(&child_path(prefix, "attention.self.key"), &mut self.key);
+        f(&child_path(prefix, "attention.self.value"), &mut self.value);
+        f(
+            &child_path(prefix, "attention.output.dense"),
+            &mut self.attention_output,
+        );
+        f(
+            &child_path(prefix, "intermediate.dense"),
+            &mut self.intermediate,
+        );
+        f(&child_path(prefix, "output.dense"), &mut self.output);
+    }
+}
+
+impl AdapterHost for Bert {
+    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
+        for (i, l) in self.layers.iter().enumerate() {
+            l.for_each_linear(&child_path(prefix, &format!("encoder.layer.{i}")), f);
+        }
+    }
+    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.for_each_linear_mut(&child_path(prefix, &format!("encoder.layer.{i}")), f);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Real all-MiniLM-L6-v2 against the golden values of ../shared/data-and-models.md §8 (a numpy
+//! BERT forward pass): token ids exact, embedding within 1e-4 (golden values carry 5 decimals),
+//! cosine similarities within 1e-3 (3 decimals). Needs the fetched checkpoint:
+//! `scripts/fetch_minilm.sh` (CI runs it). Without it the tests are skipped with a message,
+//! except under `CI=true`, where a missing checkpoint fails.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use peftlab_adapters::lora::LoraConfig;
+use peftlab_adapters::target::ModuleSelector;
+use peftlab_adapters::{AdapterConfig, attach, param_report};
+use peftlab_models::ModelError;
+use peftlab_models::bert::{Bert, batch};
+use peftlab_models::tokenizer::Tokenizer;
+
+fn model_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("PEFTLAB_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("PEFTLAB_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/peftlab")
+                });
+            cache.join("models/all-MiniLM-L6-v2")
+        });
+    if dir.join("model.safetensors").exists() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "{} has no checkpoint: run scripts/fetch_minilm.sh",
+        dir.display()
+    );
+    assert!(std::env::var("CI").is_err(), "{msg}");
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+fn values<const D: usize>(t: &burn::tensor::Tensor<D>) -> Vec<f64> {
+    t.try_to_vec_as::<f64>().unwrap()
+}
+
+fn cos(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>()
+}
+
+#[test]
+fn minilm_matches_the_numpy_reference() {
+    let Some(dir) = model_dir() else { return };
+    let dev = Device::default();
+    let tok = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+    let model = Bert::from_dir(&dir, &dev).unwrap();
+    let sents = [
+        "A man is playing a guitar.",
+        "Someone is playing an instrument.",
+        "The stock market fell sharply today.",
+    ];
+    let ids: Vec<Vec<u32>> = sents.iter().map(|s| tok.encode(s).unwrap()).collect();
+    assert_eq!(
+        ids[0],
+        vec![101, 1037, 2158, 2003, 2652, 1037, 2858, 1012, 102]
+    );
+    // one padded batch: the shorter sentences are padded, the mask must hide the padding
+    let (x, m) = batch(&ids, 0, &dev);
+    let emb = values(&model.mean_pooled(x, m));
+    let d = 384;
+    let (g, i, s) = (&emb[..d], &emb[d..2 * d], &emb[2 * d..]);
+    let golden = [0.02166, -0.00486, -0.00965, -0.0634, -0.16749, 0.00468];
+    for (k, (got, want)) in g.iter().zip(golden).enumerate() {
+        assert!(
+            (got - want).abs() <= 1e-4,
+            "embedding[{k}] = {got}, numpy {want}"
+        );
+    }
+    assert!(
+        (cos(g, i) - 0.675).abs() <= 1e-3,
+        "cos(guitar, instrument) = {}",
+        cos(g, i)
+    );
+    assert!(
+        (cos(g, s) + 0.054).abs() <= 1e-3,
+        "cos(guitar, stock) = {}",
+        cos(g, s)
+    );
+    // the same sentence alone (no padding) gives the same embedding
+    let (x1, m1) = batch(&ids[1..2], 0, &dev);
+    let alone = values(&model.mean_pooled(x1, m1));
+    let diff = alone
+        .iter()
+        .zip(i)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff <= 1e-5, "padding changed the embedding by {diff}");
+}
+
+#[test]
+fn lora_attaches_by_peft_names_on_real_minilm() {
+    let Some(dir) = model_dir() else { return };
+    let dev = Device::default();
+    let mut model = Bert::from_dir(&dir, &dev).unwrap();
+    let cfg = AdapterConfig::Lora(LoraConfig::new(
+        8,
+        ModuleSelector::list(&["query", "value"]),
+    ));
+    let report = attach(&mut model, &cfg, 0).unwrap();
+    assert_eq!(report.modules.len(), 12, "q and v in 6 layers");
+    let p = param_report(&model);
+    assert_eq!(p.trainable, 12 * 8 * (384 + 384));
+    // 22,713,216 float parameters in the checkpoint minus the unused pooler (384·384 + 384)
+    assert_eq!(p.total, 22_713_216 - 384 * 384 - 384 + p.trainable);
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let Some(dir) = model_dir() else { return };
+    let dev = Device::default();
+    let tmp = std::env::temp_dir().join(format!("peftlab-minilm-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    // truncated weights
+    let w = std::fs::read(dir.join("model.safetensors")).unwrap();
+    std::fs::write(tmp.join("model.safetensors"), &w[..w.len() / 3]).unwrap();
+    std::fs::write(tmp.join("config.json"), &config).unwrap();
+    let err = Bert::from_dir(&tmp, &dev).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::File { path, .. } if path.ends_with("model.safetensors")),
+        "{err}"
+    );
+    // a config that disagrees with the tensors names the tensor
+    std::fs::write(tmp.join("model.safetensors"), &w).unwrap();
+    std::fs::write(
+        tmp.join("config.json"),
+        config.replace("\"intermediate_size\": 1536", "\"intermediate_size\": 1024"),
+    )
+    .unwrap();
+    let err = Bert::from_dir(&tmp, &dev).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("encoder.layer.0.intermediate.dense.weight"),
+        "{err}"
+    );
+    // an unknown model type names the key
+    std::fs::write(
+        tmp.join("config.json"),
+        config.replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\""),
+    )
+    .unwrap();
+    let err = Bert::from_dir(&tmp, &dev).unwrap_err();
+    assert!(err.to_string().contains("model_type"), "{err}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
