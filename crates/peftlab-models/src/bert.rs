@@ -6,7 +6,9 @@
 //! `…intermediate.dense`, `…output.dense`), so PEFT `target_modules` lists work unchanged.
 //! [`Bert::mean_pooled`] is sentence-transformers' mean pooling (all-MiniLM-L6-v2).
 //!
-//! Not yet: the pooler and classification/regression heads (issue 4).
+//! [`Bert::pooled`] is transformers' pooler (`tanh(W_p · h[CLS] + b_p)`);
+//! [`BertForSequenceClassification`] adds the classifier (`classifier`, one output for
+//! regression) as transformers' `BertForSequenceClassification` defines it.
 
 use std::path::Path;
 
@@ -121,6 +123,8 @@ pub struct Bert {
     pub embeddings_norm: LayerNorm,
     /// `encoder.layer.*`.
     pub layers: Vec<BertLayer>,
+    /// `pooler.dense` (absent when the checkpoint has no pooler).
+    pub pooler: Option<AdaptedLinear>,
 }
 
 impl BertLayer {
@@ -168,6 +172,16 @@ impl Bert {
         h
     }
 
+    /// transformers' pooler output `tanh(W_p · h[:, 0] + b_p)`: `[B, d]`. `None` without a
+    /// pooler in the checkpoint.
+    pub fn pooled(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Option<Tensor<2>> {
+        let pooler = self.pooler.as_ref()?;
+        let h = self.forward(ids, mask);
+        let [b, _, d] = h.dims();
+        let cls = h.slice([0..b, 0..1, 0..d]).reshape([b, d]);
+        Some(pooler.forward(cls).tanh())
+    }
+
     /// sentence-transformers mean pooling, L2-normalized: `[B, d]`.
     pub fn mean_pooled(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
         let h = self.forward(ids, mask.clone());
@@ -181,11 +195,24 @@ impl Bert {
     }
 
     /// Load `config.json` + `model.safetensors` from a Hugging Face model directory. Every
-    /// tensor must be present with the shape the config implies; `embeddings.position_ids` and
-    /// the `pooler.*` tensors (not used yet) are the only ones allowed to stay unused.
+    /// tensor must be present with the shape the config implies (the pooler is optional);
+    /// only `embeddings.position_ids` may stay unused.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, ModelError> {
-        let c = BertConfig::from_file(&dir.join("config.json"))?;
         let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
+        let bert = Self::from_checkpoint(dir, &mut ck, "", device)?;
+        ck.finish(|n| n == "embeddings.position_ids")?;
+        Ok(bert)
+    }
+
+    /// Build from an open checkpoint whose BERT tensors carry `prefix` (e.g. `"bert."` inside a
+    /// `BertForSequenceClassification` checkpoint).
+    pub fn from_checkpoint(
+        dir: &Path,
+        ck: &mut Checkpoint,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let c = BertConfig::from_file(&dir.join("config.json"))?;
         let d = c.hidden_size;
         let mut emb = |name: &str, n: usize| -> Result<Embedding, ModelError> {
             let mut e = EmbeddingConfig::new(n, d).init(device);
@@ -211,7 +238,7 @@ impl Bert {
             )?));
             Ok(n)
         };
-        let embeddings_norm = norm(&mut ck, "embeddings.LayerNorm")?;
+        let embeddings_norm = norm(ck, &format!("{prefix}embeddings.LayerNorm"))?;
         let linear = |ck: &mut Checkpoint,
                       prefix: &str,
                       d_in: usize,
@@ -226,36 +253,36 @@ impl Bert {
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
-            let p = format!("encoder.layer.{i}");
+            let p = format!("{prefix}encoder.layer.{i}");
             layers.push(BertLayer {
-                query: linear(&mut ck, &format!("{p}.attention.self.query"), d, d)?,
-                key: linear(&mut ck, &format!("{p}.attention.self.key"), d, d)?,
-                value: linear(&mut ck, &format!("{p}.attention.self.value"), d, d)?,
-                attention_output: linear(&mut ck, &format!("{p}.attention.output.dense"), d, d)?,
-                attention_norm: norm(&mut ck, &format!("{p}.attention.output.LayerNorm"))?,
+                query: linear(ck, &format!("{p}.attention.self.query"), d, d)?,
+                key: linear(ck, &format!("{p}.attention.self.key"), d, d)?,
+                value: linear(ck, &format!("{p}.attention.self.value"), d, d)?,
+                attention_output: linear(ck, &format!("{p}.attention.output.dense"), d, d)?,
+                attention_norm: norm(ck, &format!("{p}.attention.output.LayerNorm"))?,
                 intermediate: linear(
-                    &mut ck,
+                    ck,
                     &format!("{p}.intermediate.dense"),
                     d,
                     c.intermediate_size,
                 )?,
-                output: linear(
-                    &mut ck,
-                    &format!("{p}.output.dense"),
-                    c.intermediate_size,
-                    d,
-                )?,
-                output_norm: norm(&mut ck, &format!("{p}.output.LayerNorm"))?,
+                output: linear(ck, &format!("{p}.output.dense"), c.intermediate_size, d)?,
+                output_norm: norm(ck, &format!("{p}.output.LayerNorm"))?,
                 heads: c.num_attention_heads,
             });
         }
-        ck.finish(|n| n == "embeddings.position_ids" || n.starts_with("pooler."))?;
+        let pooler = if ck.contains(&format!("{prefix}pooler.dense.weight")) {
+            Some(linear(ck, &format!("{prefix}pooler.dense"), d, d)?)
+        } else {
+            None
+        };
         Ok(Self {
             word_embeddings: word,
             position_embeddings: position,
             token_type_embeddings: token_type,
             embeddings_norm,
             layers,
+            pooler,
         })
     }
 }
@@ -314,10 +341,97 @@ impl AdapterHost for Bert {
         for (i, l) in self.layers.iter().enumerate() {
             l.for_each_linear(&child_path(prefix, &format!("encoder.layer.{i}")), f);
         }
+        if let Some(p) = &self.pooler {
+            f(&child_path(prefix, "pooler.dense"), p);
+        }
     }
     fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
         for (i, l) in self.layers.iter_mut().enumerate() {
             l.for_each_linear_mut(&child_path(prefix, &format!("encoder.layer.{i}")), f);
         }
+        if let Some(p) = &mut self.pooler {
+            f(&child_path(prefix, "pooler.dense"), p);
+        }
+    }
+}
+
+/// transformers' `BertForSequenceClassification`: `logits = classifier(pooler(h[CLS]))`;
+/// `num_labels = 1` is regression. Paths: `bert.…` and `classifier` (so PEFT's
+/// `modules_to_save = ["classifier"]` works).
+#[derive(Module, Debug)]
+pub struct BertForSequenceClassification {
+    /// The encoder (with its pooler).
+    pub bert: Bert,
+    /// `classifier: d → num_labels`.
+    pub classifier: AdaptedLinear,
+}
+
+impl BertForSequenceClassification {
+    /// Load the encoder from a BERT directory (plain `BertModel` tensors, or a classification
+    /// checkpoint's `bert.`-prefixed ones). The classifier is read from the checkpoint when it
+    /// is there with `num_labels` outputs; otherwise it starts as transformers initializes it
+    /// (`N(0, 0.02²)` weights, zero bias), drawn from `seed`.
+    pub fn from_dir(
+        dir: &Path,
+        num_labels: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
+        let prefix = if ck.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let bert = Bert::from_checkpoint(dir, &mut ck, prefix, device)?;
+        if bert.pooler.is_none() {
+            return Err(ModelError::Tensor {
+                path: dir.join("model.safetensors"),
+                name: format!("{prefix}pooler.dense.weight"),
+                reason: "missing: sequence classification needs the pooler".into(),
+            });
+        }
+        let d = bert.word_embeddings.weight.dims()[1];
+        let mut classifier = AdaptedLinear::new(d, num_labels, true, device);
+        if ck.contains("classifier.weight") {
+            let w = ck.take("classifier.weight", [num_labels, d], device)?;
+            let b = ck.take("classifier.bias", [num_labels], device)?;
+            classifier.weight = Param::from_tensor(w.transpose());
+            classifier.bias = Some(Param::from_tensor(b));
+        } else {
+            let mut rng = peftlab_linalg::init::SeededRng::new(seed);
+            let w = peftlab_linalg::init::Fill::Normal { std: 0.02 }.tensor(
+                d,
+                num_labels,
+                &mut rng,
+                device,
+                burn::tensor::DType::F32,
+            );
+            classifier.weight = Param::from_tensor(w);
+            classifier.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], device)));
+        }
+        ck.finish(|n| n.ends_with("embeddings.position_ids"))?;
+        Ok(Self { bert, classifier })
+    }
+
+    /// Logits `[B, num_labels]` (eval mode: no dropout).
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let pooled = self
+            .bert
+            .pooled(ids, mask)
+            .expect("checked at load: the pooler is present");
+        self.classifier.forward(pooled)
+    }
+}
+
+impl AdapterHost for BertForSequenceClassification {
+    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
+        self.bert.for_each_linear(&child_path(prefix, "bert"), f);
+        f(&child_path(prefix, "classifier"), &self.classifier);
+    }
+    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
+        self.bert
+            .for_each_linear_mut(&child_path(prefix, "bert"), f);
+        f(&child_path(prefix, "classifier"), &mut self.classifier);
     }
 }

@@ -41,6 +41,11 @@ impl Checkpoint {
         }
     }
 
+    /// Whether the file holds a tensor called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        SafeTensors::deserialize(&self.bytes).is_ok_and(|st| st.tensor(name).is_ok())
+    }
+
     /// The float tensor `name` with exactly `shape`, as f32 on `device`.
     pub fn take<const D: usize>(
         &mut self,

@@ -11,7 +11,7 @@ use peftlab_adapters::lora::LoraConfig;
 use peftlab_adapters::target::ModuleSelector;
 use peftlab_adapters::{AdapterConfig, attach, param_report};
 use peftlab_models::ModelError;
-use peftlab_models::bert::{Bert, batch};
+use peftlab_models::bert::{Bert, BertForSequenceClassification, batch};
 use peftlab_models::tokenizer::Tokenizer;
 
 fn model_dir() -> Option<PathBuf> {
@@ -108,8 +108,8 @@ fn lora_attaches_by_peft_names_on_real_minilm() {
     assert_eq!(report.modules.len(), 12, "q and v in 6 layers");
     let p = param_report(&model);
     assert_eq!(p.trainable, 12 * 8 * (384 + 384));
-    // 22,713,216 float parameters in the checkpoint minus the unused pooler (384·384 + 384)
-    assert_eq!(p.total, 22_713_216 - 384 * 384 - 384 + p.trainable);
+    // the checkpoint's 22,713,216 float parameters (pooler included) plus the adapters
+    assert_eq!(p.total, 22_713_216 + p.trainable);
 }
 
 #[test]
@@ -150,4 +150,92 @@ fn bad_checkpoints_are_clear_errors() {
     let err = Bert::from_dir(&tmp, &dev).unwrap_err();
     assert!(err.to_string().contains("model_type"), "{err}");
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The pooler and the last hidden state against Hugging Face transformers 5.24.0 on the same
+/// padded batch (`BertModel.from_pretrained(dir)(**tokenizer([guitar, instrument],
+/// padding=True))`), within 1e-4.
+#[test]
+fn pooler_and_hidden_states_match_transformers() {
+    let Some(dir) = model_dir() else { return };
+    let dev = Device::default();
+    let tok = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+    let model = Bert::from_dir(&dir, &dev).unwrap();
+    let ids: Vec<Vec<u32>> = [
+        "A man is playing a guitar.",
+        "Someone is playing an instrument.",
+    ]
+    .iter()
+    .map(|s| tok.encode(s).unwrap())
+    .collect();
+    let (x, m) = batch(&ids, 0, &dev);
+    let pooled = values(&model.pooled(x.clone(), m.clone()).unwrap());
+    let want = [
+        (
+            0,
+            [
+                0.012011849,
+                -0.040315911,
+                0.028556086,
+                0.022250755,
+                -0.038639829,
+                -0.022813611,
+            ],
+        ),
+        (
+            1,
+            [
+                -0.004065270,
+                -0.012149932,
+                0.060905181,
+                0.044862956,
+                -0.031300858,
+                0.031016296,
+            ],
+        ),
+    ];
+    for (row, w) in want {
+        for (k, w) in w.iter().enumerate() {
+            let got = pooled[row * 384 + k];
+            assert!(
+                (got - w).abs() <= 1e-4,
+                "pooled[{row}][{k}] = {got}, transformers {w}"
+            );
+        }
+    }
+    let h = values(&model.forward(x, m));
+    let t = ids.iter().map(Vec::len).max().unwrap();
+    for (k, w) in [0.14085278, 0.04942850, 0.05355257, -0.68771070]
+        .iter()
+        .enumerate()
+    {
+        let got = h[t * 384 + k]; // sentence 1, token 0
+        assert!(
+            (got - w).abs() <= 1e-4,
+            "h[1][0][{k}] = {got}, transformers {w}"
+        );
+    }
+}
+
+/// A classification head on MiniLM: seeded classifier, logits `[B, labels]`, and PEFT's
+/// `modules_to_save = ["classifier"]` makes it trainable next to the LoRA adapters.
+#[test]
+fn sequence_classification_head() {
+    let Some(dir) = model_dir() else { return };
+    let dev = Device::default();
+    let tok = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+    let a = BertForSequenceClassification::from_dir(&dir, 3, 7, &dev).unwrap();
+    let b = BertForSequenceClassification::from_dir(&dir, 3, 7, &dev).unwrap();
+    let ids = vec![tok.encode("A man is playing a guitar.").unwrap()];
+    let (x, m) = batch(&ids, 0, &dev);
+    let la = values(&a.forward(x.clone(), m.clone()));
+    assert_eq!(la.len(), 3);
+    assert_eq!(la, values(&b.forward(x, m)), "same seed, same head");
+    let mut model = a;
+    let cfg = AdapterConfig::Lora(
+        LoraConfig::new(8, ModuleSelector::list(&["query", "value"]))
+            .with_modules_to_save(Some(vec!["classifier".into()])),
+    );
+    attach(&mut model, &cfg, 0).unwrap();
+    assert_eq!(param_report(&model).trainable, 12 * 8 * 768 + 384 * 3 + 3);
 }
