@@ -217,7 +217,7 @@ impl Bert {
         let mut emb = |name: &str, n: usize| -> Result<Embedding, ModelError> {
             let mut e = EmbeddingConfig::new(n, d).init(device);
             e.weight = Param::from_tensor(ck.take(
-                &format!("embeddings.{name}.weight"),
+                &format!("{prefix}embeddings.{name}.weight"),
                 [n, d],
                 device,
             )?);
