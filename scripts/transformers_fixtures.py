@@ -18,12 +18,20 @@ import transformers
 from safetensors.torch import save_file
 
 
-def bert(out):
-    cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=24,
-                                  max_position_embeddings=32, type_vocab_size=2, num_labels=3)
+def bert(out, roberta=False):
+    if roberta:
+        cfg = transformers.RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                         num_attention_heads=4, intermediate_size=24,
+                                         max_position_embeddings=40, type_vocab_size=1,
+                                         num_labels=3, pad_token_id=1)
+        cls = transformers.RobertaForSequenceClassification
+    else:
+        cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                      num_attention_heads=4, intermediate_size=24,
+                                      max_position_embeddings=32, type_vocab_size=2, num_labels=3)
+        cls = transformers.BertForSequenceClassification
     torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(cfg).eval()
+    model = cls(cfg).eval()
     # the default init leaves LayerNorm at (1, 0) and biases at 0: perturb them so they matter
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -31,12 +39,16 @@ def bert(out):
                 p.add_(torch.randn(p.shape) * 0.1)
     model.save_pretrained(out, safe_serialization=True)
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, 50, (2, 7), generator=g)
+    ids = torch.randint(3, 50, (2, 7), generator=g)
     mask = torch.tensor([[1] * 7, [1] * 5 + [0] * 2])
+    if roberta:
+        ids[1, 5:] = 1  # RoBERTa positions skip pad ids
     with torch.no_grad():
         o = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    # RoBERTa's classifier is a module of two linears: save those by name
+    heads = ["classifier.dense", "classifier.out_proj"] if roberta else ["classifier"]
     lcfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"],
-                           modules_to_save=["classifier"], task_type=None)
+                           modules_to_save=heads, task_type=None)
     pm = peft.get_peft_model(model, lcfg)
     with torch.no_grad():
         for n, p in pm.named_parameters():
@@ -55,5 +67,6 @@ def bert(out):
 if __name__ == "__main__":
     root = sys.argv[1]
     bert(os.path.join(root, "tiny_bert"))
+    bert(os.path.join(root, "tiny_roberta"), roberta=True)
     print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
                       "peft": peft.__version__}))

@@ -1,4 +1,7 @@
-//! BERT encoders (MiniLM, BERT-base) loaded from a Hugging Face directory.
+//! BERT and RoBERTa encoders (MiniLM, BERT-base, RoBERTa-base) loaded from a Hugging Face
+//! directory. RoBERTa (`model_type: "roberta"`) differs only in its position ids (numbered from
+//! `pad_token_id + 1` over non-pad tokens), its missing pooler, and its classification head
+//! (`classifier.dense` → tanh → `classifier.out_proj`).
 //!
 //! Architecture as transformers' `BertModel`: word + position + token-type embeddings and
 //! LayerNorm; post-norm layers of multi-head self-attention and a GELU (exact, erf) MLP. Module
@@ -46,6 +49,9 @@ pub struct BertConfig {
     /// Must be `"gelu"`.
     #[serde(default = "gelu_name")]
     pub hidden_act: String,
+    /// Padding id (RoBERTa numbers positions from `pad_token_id + 1`).
+    #[serde(default)]
+    pub pad_token_id: usize,
 }
 
 fn gelu_name() -> String {
@@ -68,10 +74,10 @@ impl BertConfig {
             key: key.into(),
             reason,
         };
-        if c.model_type != "bert" {
+        if c.model_type != "bert" && c.model_type != "roberta" {
             return Err(bad(
                 "model_type",
-                format!("{:?} is not \"bert\"", c.model_type),
+                format!("{:?} is not \"bert\" or \"roberta\"", c.model_type),
             ));
         }
         if c.hidden_act != "gelu" {
@@ -125,6 +131,10 @@ pub struct Bert {
     pub layers: Vec<BertLayer>,
     /// `pooler.dense` (absent when the checkpoint has no pooler).
     pub pooler: Option<AdaptedLinear>,
+    /// RoBERTa position numbering: positions `pad + 1, pad + 2, …` over non-pad tokens.
+    pub roberta: bool,
+    /// Padding token id.
+    pub pad_token_id: usize,
 }
 
 impl BertLayer {
@@ -156,9 +166,16 @@ impl Bert {
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
-        let pos = Tensor::<1, Int>::arange(0..t as i64, &device)
-            .reshape([1, t])
-            .expand([b, t]);
+        let pos = if self.roberta {
+            // transformers' create_position_ids_from_input_ids
+            let pad = self.pad_token_id as i64;
+            let not_pad = ids.clone().not_equal_elem(pad).int();
+            not_pad.clone().cumsum(1) * not_pad + pad
+        } else {
+            Tensor::<1, Int>::arange(0..t as i64, &device)
+                .reshape([1, t])
+                .expand([b, t])
+        };
         let types = Tensor::<2, Int>::zeros([b, t], &device);
         let e = self.word_embeddings.forward(ids)
             + self.position_embeddings.forward(pos)
@@ -283,6 +300,8 @@ impl Bert {
             embeddings_norm,
             layers,
             pooler,
+            roberta: c.model_type == "roberta",
+            pad_token_id: c.pad_token_id,
         })
     }
 }
@@ -362,8 +381,10 @@ impl AdapterHost for Bert {
 pub struct BertForSequenceClassification {
     /// The encoder (with its pooler).
     pub bert: Bert,
-    /// `classifier: d → num_labels`.
+    /// `classifier` (BERT) or `classifier.out_proj` (RoBERTa): `d → num_labels`.
     pub classifier: AdaptedLinear,
+    /// RoBERTa's `classifier.dense` (`tanh(dense(h[CLS]))` replaces the pooler).
+    pub head_dense: Option<AdaptedLinear>,
 }
 
 impl BertForSequenceClassification {
@@ -378,12 +399,43 @@ impl BertForSequenceClassification {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
-        let prefix = if ck.contains("bert.embeddings.word_embeddings.weight") {
+        let prefix = if ck.contains("roberta.embeddings.word_embeddings.weight") {
+            "roberta."
+        } else if ck.contains("bert.embeddings.word_embeddings.weight") {
             "bert."
         } else {
             ""
         };
         let bert = Bert::from_checkpoint(dir, &mut ck, prefix, device)?;
+        let d = bert.word_embeddings.weight.dims()[1];
+        if bert.roberta {
+            // RobertaClassificationHead: out_proj(tanh(dense(h[CLS])))
+            let lin = |ck: &mut Checkpoint,
+                       name: &str,
+                       d_out: usize|
+             -> Result<AdaptedLinear, ModelError> {
+                let mut l = AdaptedLinear::new(d, d_out, true, device);
+                l.weight = Param::from_tensor(
+                    ck.take(&format!("{name}.weight"), [d_out, d], device)?
+                        .transpose(),
+                );
+                l.bias = Some(Param::from_tensor(ck.take(
+                    &format!("{name}.bias"),
+                    [d_out],
+                    device,
+                )?));
+                Ok(l)
+            };
+            let head_dense = lin(&mut ck, "classifier.dense", d)?;
+            let classifier = lin(&mut ck, "classifier.out_proj", num_labels)?;
+            ck.finish(|n| n.ends_with("embeddings.position_ids"))?;
+            let _ = seed;
+            return Ok(Self {
+                bert,
+                classifier,
+                head_dense: Some(head_dense),
+            });
+        }
         if bert.pooler.is_none() {
             return Err(ModelError::Tensor {
                 path: dir.join("model.safetensors"),
@@ -391,7 +443,6 @@ impl BertForSequenceClassification {
                 reason: "missing: sequence classification needs the pooler".into(),
             });
         }
-        let d = bert.word_embeddings.weight.dims()[1];
         let mut classifier = AdaptedLinear::new(d, num_labels, true, device);
         if ck.contains("classifier.weight") {
             let w = ck.take("classifier.weight", [num_labels, d], device)?;
@@ -411,27 +462,56 @@ impl BertForSequenceClassification {
             classifier.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], device)));
         }
         ck.finish(|n| n.ends_with("embeddings.position_ids"))?;
-        Ok(Self { bert, classifier })
+        Ok(Self {
+            bert,
+            classifier,
+            head_dense: None,
+        })
     }
 
     /// Logits `[B, num_labels]` (eval mode: no dropout).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
-        let pooled = self
-            .bert
-            .pooled(ids, mask)
-            .expect("checked at load: the pooler is present");
+        let pooled = match &self.head_dense {
+            Some(dense) => {
+                let h = self.bert.forward(ids, mask);
+                let [b, _, d] = h.dims();
+                dense
+                    .forward(h.slice([0..b, 0..1, 0..d]).reshape([b, d]))
+                    .tanh()
+            }
+            None => self
+                .bert
+                .pooled(ids, mask)
+                .expect("checked at load: the pooler is present"),
+        };
         self.classifier.forward(pooled)
     }
 }
 
 impl AdapterHost for BertForSequenceClassification {
     fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
-        self.bert.for_each_linear(&child_path(prefix, "bert"), f);
-        f(&child_path(prefix, "classifier"), &self.classifier);
+        let base = if self.bert.roberta { "roberta" } else { "bert" };
+        self.bert.for_each_linear(&child_path(prefix, base), f);
+        match &self.head_dense {
+            Some(dense) => {
+                f(&child_path(prefix, "classifier.dense"), dense);
+                f(&child_path(prefix, "classifier.out_proj"), &self.classifier);
+            }
+            None => f(&child_path(prefix, "classifier"), &self.classifier),
+        }
     }
     fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
-        self.bert
-            .for_each_linear_mut(&child_path(prefix, "bert"), f);
-        f(&child_path(prefix, "classifier"), &mut self.classifier);
+        let base = if self.bert.roberta { "roberta" } else { "bert" };
+        self.bert.for_each_linear_mut(&child_path(prefix, base), f);
+        match &mut self.head_dense {
+            Some(dense) => {
+                f(&child_path(prefix, "classifier.dense"), dense);
+                f(
+                    &child_path(prefix, "classifier.out_proj"),
+                    &mut self.classifier,
+                );
+            }
+            None => f(&child_path(prefix, "classifier"), &mut self.classifier),
+        }
     }
 }

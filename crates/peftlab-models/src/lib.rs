@@ -6,9 +6,9 @@
 //!
 //! | architecture | module | loads |
 //! |---|---|---|
-//! | BERT (MiniLM, BERT-base) | [`bert`] | Hugging Face directory: `config.json`, `model.safetensors`, `tokenizer.json` |
+//! | BERT (MiniLM, BERT-base), RoBERTa | [`bert`] | Hugging Face directory: `config.json`, `model.safetensors`, `tokenizer.json` |
 //!
-//! More architectures (RoBERTa, DeBERTa-v2/v3, GPT-2, Llama/GGUF) come with issue 4.
+//! More architectures (DeBERTa-v2/v3, GPT-2, Llama/GGUF) come with issue 4.
 #![warn(missing_docs)]
 
 pub mod bert;

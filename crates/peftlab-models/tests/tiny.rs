@@ -1,8 +1,8 @@
 //! Parity with Hugging Face transformers on a small random-initialized checkpoint made by
 //! `scripts/transformers_fixtures.py` (torch 2.15.0, transformers 5.24.0, peft 0.21.2):
-//! `BertForSequenceClassification` (2 layers, d = 16, 3 labels, padded batch) — last hidden
-//! state and logits within 1e-5 — and a PEFT LoRA adapter with a saved `classifier` on top —
-//! logits within 1e-5 of PEFT's. Runs everywhere (the fixture is committed, 30 KB).
+//! `BertForSequenceClassification` and `RobertaForSequenceClassification` (2 layers, d = 16,
+//! 3 labels, padded batch) — last hidden state and logits within 1e-5 — and a PEFT LoRA adapter
+//! with the saved classifier on top — logits within 1e-5 of PEFT's. Runs everywhere (the fixture is committed, 30 KB).
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +11,10 @@ use peftlab_adapters::load_adapter;
 use peftlab_models::bert::BertForSequenceClassification;
 use safetensors::SafeTensors;
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_bert")
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn read(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<u8>) {
@@ -37,6 +39,18 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn bert_classifier_and_peft_lora_match_transformers() {
+    check(&fixture("tiny_bert"));
+}
+
+/// RoBERTa: positions numbered from `pad_token_id + 1` over non-pad ids, no pooler, the
+/// `classifier.dense` → tanh → `classifier.out_proj` head.
+#[test]
+fn roberta_classifier_and_peft_lora_match_transformers() {
+    check(&fixture("tiny_roberta"));
+}
+
+fn check(dir: &Path) {
+    let dir = || dir.to_path_buf();
     let dev = Device::default();
     let bytes = std::fs::read(dir().join("io.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
