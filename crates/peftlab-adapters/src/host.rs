@@ -338,3 +338,42 @@ pub fn sum_over_adapters<M: AdapterHost>(
         None => Ok(total.map(|t| (t, n))),
     }
 }
+
+/// Implement [`AdapterHost`] for a struct whose adaptable layers are `AdaptedLinear` fields,
+/// mapping each Hugging Face path (relative to the struct) to its field:
+///
+/// ```
+/// use burn::module::Module;
+/// use peftlab_adapters::{AdaptedLinear, adapter_host};
+///
+/// #[derive(Module, Debug)]
+/// struct Attention {
+///     query: AdaptedLinear,
+///     value: AdaptedLinear,
+/// }
+/// adapter_host!(Attention {
+///     "self.query" => query,
+///     "self.value" => value,
+/// });
+/// ```
+#[macro_export]
+macro_rules! adapter_host {
+    ($ty:ty { $($path:literal => $field:ident),* $(,)? }) => {
+        impl $crate::AdapterHost for $ty {
+            fn for_each_linear(
+                &self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, &$crate::AdaptedLinear),
+            ) {
+                $( f(&$crate::child_path(prefix, $path), &self.$field); )*
+            }
+            fn for_each_linear_mut(
+                &mut self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, &mut $crate::AdaptedLinear),
+            ) {
+                $( f(&$crate::child_path(prefix, $path), &mut self.$field); )*
+            }
+        }
+    };
+}

@@ -18,8 +18,8 @@
 //!
 //! **Your own burn model**: replace each `burn::nn::Linear` field you want adaptable by
 //! [`AdaptedLinear`] (`AdaptedLinear::from_linear(linear)` keeps its weights; `forward` has the
-//! same signature) and implement [`AdapterHost`] by calling `f(&child_path(prefix, "name"),
-//! &mut self.field)` for each of them (see `tests/matrix/model.rs`). Every method then attaches
+//! same signature) and implement [`AdapterHost`] with the [`adapter_host!`] macro (Hugging Face path → field),
+//! or by hand for nested structs (see `tests/matrix/model.rs`). Every method then attaches
 //! by path. peftlab does not use burn's built-in `Reparameterizer`, which forms the dense `ΔW`
 //! on every forward (docs/decisions.md).
 //!

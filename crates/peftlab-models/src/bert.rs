@@ -324,36 +324,14 @@ pub fn batch(ids: &[Vec<u32>], pad_id: u32, device: &Device) -> (Tensor<2, Int>,
     )
 }
 
-impl AdapterHost for BertLayer {
-    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
-        f(&child_path(prefix, "attention.self.query"), &self.query);
-        f(&child_path(prefix, "attention.self.key"), &self.key);
-        f(&child_path(prefix, "attention.self.value"), &self.value);
-        f(
-            &child_path(prefix, "attention.output.dense"),
-            &self.attention_output,
-        );
-        f(
-            &child_path(prefix, "intermediate.dense"),
-            &self.intermediate,
-        );
-        f(&child_path(prefix, "output.dense"), &self.output);
-    }
-    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
-        f(&child_path(prefix, "attention.self.query"), &mut self.query);
-        f(&child_path(prefix, "attention.self.key"), &mut self.key);
-        f(&child_path(prefix, "attention.self.value"), &mut self.value);
-        f(
-            &child_path(prefix, "attention.output.dense"),
-            &mut self.attention_output,
-        );
-        f(
-            &child_path(prefix, "intermediate.dense"),
-            &mut self.intermediate,
-        );
-        f(&child_path(prefix, "output.dense"), &mut self.output);
-    }
-}
+peftlab_adapters::adapter_host!(BertLayer {
+    "attention.self.query" => query,
+    "attention.self.key" => key,
+    "attention.self.value" => value,
+    "attention.output.dense" => attention_output,
+    "intermediate.dense" => intermediate,
+    "output.dense" => output,
+});
 
 impl AdapterHost for Bert {
     fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {

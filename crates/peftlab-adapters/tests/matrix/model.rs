@@ -62,36 +62,14 @@ impl Block {
     }
 }
 
-impl AdapterHost for Block {
-    fn for_each_linear(&self, prefix: &str, f: &mut dyn FnMut(&str, &AdaptedLinear)) {
-        f(&child_path(prefix, "attention.self.query"), &self.query);
-        f(&child_path(prefix, "attention.self.key"), &self.key);
-        f(&child_path(prefix, "attention.self.value"), &self.value);
-        f(
-            &child_path(prefix, "attention.output.dense"),
-            &self.attn_out,
-        );
-        f(
-            &child_path(prefix, "intermediate.dense"),
-            &self.intermediate,
-        );
-        f(&child_path(prefix, "output.dense"), &self.output);
-    }
-    fn for_each_linear_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut AdaptedLinear)) {
-        f(&child_path(prefix, "attention.self.query"), &mut self.query);
-        f(&child_path(prefix, "attention.self.key"), &mut self.key);
-        f(&child_path(prefix, "attention.self.value"), &mut self.value);
-        f(
-            &child_path(prefix, "attention.output.dense"),
-            &mut self.attn_out,
-        );
-        f(
-            &child_path(prefix, "intermediate.dense"),
-            &mut self.intermediate,
-        );
-        f(&child_path(prefix, "output.dense"), &mut self.output);
-    }
-}
+peftlab_adapters::adapter_host!(Block {
+    "attention.self.query" => query,
+    "attention.self.key" => key,
+    "attention.self.value" => value,
+    "attention.output.dense" => attn_out,
+    "intermediate.dense" => intermediate,
+    "output.dense" => output,
+});
 
 impl TinyEncoder {
     /// Seeded (always the same weights for the same shape).
