@@ -143,3 +143,14 @@ pub fn central_differences(x: &[f64], n: usize, h: f64, f: impl Fn(&[f64]) -> f6
         })
         .collect()
 }
+
+/// Central-difference step and absolute tolerance for gradient checks in `dtype`:
+/// `(1e-6, 1e-6)` in f64 (truncation O(h²) and rounding O(ε/h) both ≈ 1e-10 relative),
+/// `(1e-2, 2e-2)` in f32 (rounding ε/h ≈ 1e-5 dominates at smaller steps).
+pub fn fd_step_and_tol(dtype: DType) -> (f64, f64) {
+    if dtype == DType::F64 {
+        (1e-6, 1e-6)
+    } else {
+        (1e-2, 2e-2)
+    }
+}

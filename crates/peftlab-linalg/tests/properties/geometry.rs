@@ -117,11 +117,7 @@ proptest! {
 fn cayley_gradient_matches_finite_differences() {
     let plain = device();
     let dtype = precise_dtype(&plain);
-    let (h, tol) = if dtype == DType::F64 {
-        (1e-6, 1e-6)
-    } else {
-        (1e-2, 2e-2)
-    };
+    let (h, tol) = fd_step_and_tol(dtype);
     let n = 4;
     let mut rng = peftlab_linalg::init::SeededRng::new(5);
     let x: Vec<f64> = (0..n * n).map(|_| rng.uniform(-1.0, 1.0)).collect();

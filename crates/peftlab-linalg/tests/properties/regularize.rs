@@ -80,11 +80,7 @@ proptest! {
 fn penalty_gradient_matches_finite_differences() {
     let plain = device();
     let dtype = precise_dtype(&plain);
-    let (h, tol) = if dtype == DType::F64 {
-        (1e-6, 1e-6)
-    } else {
-        (1e-2, 2e-2)
-    };
+    let (h, tol) = fd_step_and_tol(dtype);
     let (r, d_in, d_out) = (3, 5, 4);
     let mut rng = peftlab_linalg::init::SeededRng::new(11);
     let x: Vec<f64> = (0..r * d_in + d_out * r)

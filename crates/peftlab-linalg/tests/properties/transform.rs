@@ -41,7 +41,8 @@ proptest! {
     ) {
         let plain = device();
         let dtype = precise_dtype(&plain);
-        let (ad_tol, fd_h, fd_tol) = if dtype == DType::F64 { (1e-12, 1e-6, 1e-6) } else { (1e-5, 1e-2, 2e-2) };
+        let ad_tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+        let (fd_h, fd_tol) = fd_step_and_tol(dtype);
         let dev = plain.clone().autodiff();
         let t = factors(kind, r, &v, &dev, dtype);
         let w = tensor(&v[2 * r * r..3 * r * r], r, r, &dev, dtype);
