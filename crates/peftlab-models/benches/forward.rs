@@ -1,7 +1,7 @@
 //! MiniLM-L6 forward throughput on the CPU (B = 32, T = 64, random token ids, full mask),
 //! compared with PyTorch on the same machine by `scripts/bench_torch_minilm.py`.
 //!
-//! Run: `cargo bench -p peftlab-models --bench forward` (needs `scripts/fetch_minilm.sh`).
+//! Run: `cargo bench -p peftlab-models --bench forward` (needs `scripts/fetch_models.sh`).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ fn forward(c: &mut Criterion) {
     let dir = cache.join("models/all-MiniLM-L6-v2");
     if !dir.join("model.safetensors").exists() {
         eprintln!(
-            "SKIPPED: no checkpoint in {}; run scripts/fetch_minilm.sh",
+            "SKIPPED: no checkpoint in {}; run scripts/fetch_models.sh",
             dir.display()
         );
         return;

@@ -12,8 +12,22 @@
 #![warn(missing_docs)]
 
 pub mod bert;
+pub mod decoder;
 pub mod error;
+pub mod gguf;
+pub mod llama;
 pub mod safetensors_dir;
 pub mod tokenizer;
 
 pub use error::ModelError;
+
+/// The peftlab cache directory: `$PEFTLAB_CACHE`, else `~/.cache/peftlab`. Fetched models live
+/// under `models/` (e.g. `models/all-MiniLM-L6-v2`, `models/smollm2-135m-instruct-q4_1`).
+pub fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("PEFTLAB_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/peftlab")
+        })
+}
