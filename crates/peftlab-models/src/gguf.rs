@@ -555,12 +555,12 @@ mod tests {
         let x = dequantize(GgmlType::Q8_0, &blk, 32).unwrap();
         assert_eq!(x[0], -4.0);
         assert_eq!(x[31], 0.25 * 15.0);
+        assert!(dequantize(GgmlType::Q8_0, &blk[..30], 32).is_err());
         let mut blk = f16::from_f32(2.0).to_le_bytes().to_vec();
         blk.extend([0x8f_u8; 16]); // low 15 → 2·7, high 8 → 0
         let x = dequantize(GgmlType::Q4_0, &blk, 32).unwrap();
         assert_eq!(x[0], 14.0);
         assert_eq!(x[16], 0.0);
-        assert!(dequantize(GgmlType::Q8_0, &blk[..30], 32).is_err());
     }
 
     #[test]
@@ -584,8 +584,8 @@ mod tests {
         let e = g.dequantize("w", &[3, 2]).unwrap_err().to_string();
         assert!(e.contains("tensor w") && e.contains("[2, 3]"), "{e}");
         assert!(g.meta_u64("llama.block_count").is_err());
-        // cut into the tensor data: the error names the tensor
-        let e = GgufFile::parse(p, file[..file.len() - 8].to_vec())
+        // cut into the tensor data (24 bytes + 8 of padding): the error names the tensor
+        let e = GgufFile::parse(p, file[..file.len() - 16].to_vec())
             .err()
             .unwrap()
             .to_string();
