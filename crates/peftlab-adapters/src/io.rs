@@ -375,10 +375,13 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                 &|v| v == "none",
                 "only bias = \"none\" is implemented",
             )?;
+            // `fan_in_fan_out` only says how the base weight is stored (GPT-2's Conv1D keeps
+            // [d_in, d_out]); LoRA's A [r, d_in] and B [d_out, r] are the same either way, and
+            // every host hands its layers over in AdaptedLinear's [d_in, d_out] layout.
             unsupported(
                 "fan_in_fan_out",
-                &|v| v == &json!(false),
-                "Conv1D layouts are not implemented",
+                &|v| v.is_boolean(),
+                "must be true or false",
             )?;
             unsupported(
                 "layers_to_transform",

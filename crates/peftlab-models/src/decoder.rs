@@ -5,6 +5,8 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::ModelError;
+
 /// Per-layer cached keys and values `[B, KV, T_past, dh]` and the number of cached positions.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
@@ -146,13 +148,32 @@ pub trait CausalLm {
     fn vocab_size(&self) -> usize;
     /// The device the weights live on.
     fn device(&self) -> Device;
+    /// The longest sequence the model can position (learned position tables), if limited.
+    fn max_positions(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Per-token log-probabilities of `ids[1..]` given their prefixes, and the total negative
-/// log-likelihood (one sequence, no padding).
-pub fn score<M: CausalLm + ?Sized>(model: &M, ids: &[u32]) -> (Vec<f64>, f64) {
+/// log-likelihood (one sequence, no padding). Errors on a token outside the vocabulary or a
+/// sequence longer than the model's positions.
+pub fn score<M: CausalLm + ?Sized>(model: &M, ids: &[u32]) -> Result<(Vec<f64>, f64), ModelError> {
+    let v = model.vocab_size();
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= v) {
+        return Err(ModelError::Input(format!(
+            "token {bad} is outside the vocabulary ({v})"
+        )));
+    }
+    if let Some(max) = model.max_positions()
+        && ids.len() > max
+    {
+        return Err(ModelError::Input(format!(
+            "{} tokens exceed the model's {max} positions",
+            ids.len()
+        )));
+    }
     if ids.len() < 2 {
-        return (Vec::new(), 0.0);
+        return Ok((Vec::new(), 0.0));
     }
     let device = model.device();
     let t = ids.len();
@@ -161,16 +182,15 @@ pub fn score<M: CausalLm + ?Sized>(model: &M, ids: &[u32]) -> (Vec<f64>, f64) {
         &device,
     );
     let logits = model.logits(x, None);
-    let v = model.vocab_size();
     let lp = burn::tensor::activation::log_softmax(logits.reshape([t, v]), 1);
     let lp = lp
         .try_to_vec_as::<f32>()
-        .expect("log-probabilities read back from the device");
+        .map_err(|e| ModelError::Input(format!("reading log-probabilities: {e:?}")))?;
     let per: Vec<f64> = (1..t)
         .map(|i| f64::from(lp[(i - 1) * v + ids[i] as usize]))
         .collect();
     let nll = -per.iter().sum::<f64>();
-    (per, nll)
+    Ok((per, nll))
 }
 
 #[cfg(test)]
@@ -181,7 +201,10 @@ mod tests {
     fn rope_rotates_pairs_by_position_angle() {
         // dh = 4, θ = 100: pair (0, 2) turns by p·1, pair (1, 3) by p·0.1
         let dev = Device::default();
-        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 2.0], [1, 1, 1, 4]), &dev);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.0, 2.0], [1, 1, 1, 4]),
+            &dev,
+        );
         let y = rope(x, 3, 100.0).try_to_vec_as::<f64>().unwrap();
         let (a, b) = (3.0f64, 0.3f64);
         let want = [a.cos(), -2.0 * b.sin(), a.sin(), 2.0 * b.cos()];
@@ -194,7 +217,9 @@ mod tests {
     fn causal_bias_masks_future_and_padding() {
         let dev = Device::default();
         let m = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0], [1, 3]), &dev);
-        let bias = causal_bias(1, 2, 1, Some(m), &dev).try_to_vec_as::<f64>().unwrap();
+        let bias = causal_bias(1, 2, 1, Some(m), &dev)
+            .try_to_vec_as::<f64>()
+            .unwrap();
         // query 0 (pos 1): keys 0,1 open, key 2 future+pad; query 1 (pos 2): key 2 padded
         assert_eq!(bias[0..3], [0.0, 0.0, -2e9]);
         assert_eq!(bias[3..6], [0.0, 0.0, -1e9]);

@@ -35,6 +35,9 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+    /// Bad input to a model call (empty prompt, token outside the vocabulary, too long).
+    #[error("{0}")]
+    Input(String),
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

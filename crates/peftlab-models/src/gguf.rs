@@ -174,13 +174,19 @@ impl<'a> Cursor<'a> {
         Ok(self.take(1, what)?[0])
     }
     fn u16(&mut self, what: &str) -> Result<u16, ModelError> {
-        Ok(u16::from_le_bytes(self.take(2, what)?.try_into().expect("2")))
+        Ok(u16::from_le_bytes(
+            self.take(2, what)?.try_into().expect("2"),
+        ))
     }
     fn u32(&mut self, what: &str) -> Result<u32, ModelError> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4")))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
     }
     fn u64(&mut self, what: &str) -> Result<u64, ModelError> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8")))
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8"),
+        ))
     }
     fn len(&mut self, what: &str) -> Result<usize, ModelError> {
         let n = self.u64(what)?;
@@ -580,7 +586,10 @@ mod tests {
         assert_eq!(g.meta_str("general.architecture").unwrap(), "llama");
         assert_eq!(g.meta_strings("tokenizer.ggml.tokens").unwrap(), ["a", "b"]);
         assert_eq!(g.tensors["w"].dims, [3, 2]);
-        assert_eq!(g.dequantize("w", &[2, 3]).unwrap(), [1., 2., 3., 4., 5., 6.]);
+        assert_eq!(
+            g.dequantize("w", &[2, 3]).unwrap(),
+            [1., 2., 3., 4., 5., 6.]
+        );
         let e = g.dequantize("w", &[3, 2]).unwrap_err().to_string();
         assert!(e.contains("tensor w") && e.contains("[2, 3]"), "{e}");
         assert!(g.meta_u64("llama.block_count").is_err());

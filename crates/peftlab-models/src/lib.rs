@@ -14,7 +14,9 @@
 pub mod bert;
 pub mod decoder;
 pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod gpt2;
 pub mod llama;
 pub mod safetensors_dir;
 pub mod tokenizer;

@@ -50,9 +50,25 @@ pub struct LlamaConfig {
     pub num_key_value_heads: Option<usize>,
     /// RMSNorm ε.
     pub rms_norm_eps: f64,
-    /// RoPE base θ.
+    /// RoPE base θ (transformers 4.x: top-level `rope_theta`; 5.x: `rope_parameters.rope_theta`,
+    /// moved here when the config is read).
     #[serde(default = "default_theta")]
     pub rope_theta: f64,
+    /// transformers 5.x RoPE settings; only `rope_type: "default"` is supported.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
+    /// transformers 4.x RoPE scaling; must be absent (`null`).
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// Head width; must be `hidden_size / num_attention_heads` when given.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// Biases on the attention projections (unsupported: must be false).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Biases on the MLP projections (unsupported: must be false).
+    #[serde(default)]
+    pub mlp_bias: bool,
     /// Context length.
     #[serde(default = "default_ctx")]
     pub max_position_embeddings: usize,
@@ -65,9 +81,23 @@ pub struct LlamaConfig {
     /// Beginning-of-sequence id.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
-    /// End-of-sequence id.
-    #[serde(default)]
+    /// End-of-sequence id (the first, when the config lists several).
+    #[serde(default, deserialize_with = "one_or_first")]
     pub eos_token_id: Option<u32>,
+}
+
+fn one_or_first<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ids {
+        One(u32),
+        Many(Vec<u32>),
+    }
+    Ok(match Option::<Ids>::deserialize(d)? {
+        Some(Ids::One(i)) => Some(i),
+        Some(Ids::Many(v)) => v.first().copied(),
+        None => None,
+    })
 }
 
 fn default_theta() -> f64 {
@@ -86,12 +116,48 @@ impl LlamaConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
-    fn check(self, path: &Path) -> Result<Self, ModelError> {
+    fn check(mut self, path: &Path) -> Result<Self, ModelError> {
         let bad = |key: &str, reason: String| ModelError::Config {
             path: path.to_path_buf(),
             key: key.into(),
             reason,
         };
+        if let Some(p) = &self.rope_parameters {
+            let ty = p
+                .get("rope_type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("default");
+            if ty != "default" {
+                return Err(bad(
+                    "rope_parameters.rope_type",
+                    format!("{ty:?} is not supported (default)"),
+                ));
+            }
+            if let Some(theta) = p.get("rope_theta").and_then(serde_json::Value::as_f64) {
+                self.rope_theta = theta;
+            }
+        }
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(bad("rope_scaling", "RoPE scaling is not supported".into()));
+        }
+        if self.attention_bias || self.mlp_bias {
+            return Err(bad(
+                if self.attention_bias {
+                    "attention_bias"
+                } else {
+                    "mlp_bias"
+                },
+                "projection biases are not supported".into(),
+            ));
+        }
+        if let Some(hd) = self.head_dim
+            && self.num_attention_heads * hd != self.hidden_size
+        {
+            return Err(bad(
+                "head_dim",
+                format!("{hd} × {} heads ≠ hidden_size", self.num_attention_heads),
+            ));
+        }
         if self.hidden_act != "silu" {
             return Err(bad(
                 "hidden_act",
@@ -99,7 +165,9 @@ impl LlamaConfig {
             ));
         }
         let h = self.num_attention_heads;
-        if h == 0 || !self.hidden_size.is_multiple_of(h) || !(self.hidden_size / h).is_multiple_of(2)
+        if h == 0
+            || !self.hidden_size.is_multiple_of(h)
+            || !(self.hidden_size / h).is_multiple_of(2)
         {
             return Err(bad(
                 "num_attention_heads",
@@ -160,6 +228,11 @@ impl LlamaConfig {
             max_position_embeddings: u("context_length")?,
             tie_word_embeddings: !g.tensors.contains_key("output.weight"),
             hidden_act: "silu".into(),
+            rope_parameters: None,
+            rope_scaling: None,
+            head_dim: None,
+            attention_bias: false,
+            mlp_bias: false,
             bos_token_id: g
                 .meta_u64("tokenizer.ggml.bos_token_id")
                 .ok()
@@ -528,8 +601,14 @@ mod tests {
 
     #[test]
     fn gguf_names() {
-        assert_eq!(gguf_name("model.layers.7.self_attn.k_proj.weight"), "blk.7.attn_k.weight");
-        assert_eq!(gguf_name("model.layers.0.mlp.down_proj.weight"), "blk.0.ffn_down.weight");
+        assert_eq!(
+            gguf_name("model.layers.7.self_attn.k_proj.weight"),
+            "blk.7.attn_k.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.mlp.down_proj.weight"),
+            "blk.0.ffn_down.weight"
+        );
         assert_eq!(gguf_name("model.embed_tokens.weight"), "token_embd.weight");
         assert_eq!(gguf_name("lm_head.weight"), "output.weight");
     }

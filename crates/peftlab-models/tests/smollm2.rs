@@ -2,13 +2,15 @@
 //! values of the numpy reference (`shared/verify/smollm_check.py`, §8): prompt token ids exact,
 //! the top-5 next tokens in order with logits within 0.01 (the reference prints 3 decimals;
 //! Q4_1 dequantization is exact, so only f32 summation order differs), and the mean NLL of the
-//! test sentence and of its shuffled words within 2e-3. Needs `scripts/fetch_models.sh`
+//! test sentence and of its shuffled words within 2e-3, and the greedy continuation
+//! (`"The capital of France is Paris.\n\nThe answer"`, KV-cached). Needs `scripts/fetch_models.sh`
 //! (CI runs it); skipped with a message without it, except under `CI=true`.
 
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_models::decoder::{CausalLm, score};
+use peftlab_models::generate::{GenerationConfig, generate};
 use peftlab_models::gguf::GgufFile;
 use peftlab_models::llama::LlamaForCausalLm;
 use peftlab_models::tokenizer::Tokenizer;
@@ -33,7 +35,12 @@ fn smollm2_matches_the_numpy_reference() {
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let (model, cfg) = LlamaForCausalLm::from_gguf(&g, &dev).unwrap();
     assert_eq!(
-        (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.kv_heads()),
+        (
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.kv_heads()
+        ),
         (30, 576, 9, 3)
     );
     assert_eq!((cfg.vocab_size, cfg.intermediate_size), (49152, 1536));
@@ -42,7 +49,11 @@ fn smollm2_matches_the_numpy_reference() {
 
     let ids = tok.encode("The capital of France is").unwrap();
     assert_eq!(ids, [504, 3575, 282, 4649, 314]);
-    assert_eq!(tok.encode("<|im_start|>user").unwrap()[0], 1, "control tokens are special");
+    assert_eq!(
+        tok.encode("<|im_start|>user").unwrap()[0],
+        1,
+        "control tokens are special"
+    );
 
     let x = Tensor::<2, Int>::from_data(
         TensorData::new(ids.iter().map(|&i| i64::from(i)).collect(), [1, 5]),
@@ -70,13 +81,28 @@ fn smollm2_matches_the_numpy_reference() {
     assert_eq!(tok.id_to_token(7042).as_deref(), Some("ĠParis"));
 
     let s = "The capital of France is Paris. It is known for the Eiffel Tower and fine food.";
-    let shuffled = "of Eiffel France the The is is Paris. fine Tower It for and known capital food.";
+    let shuffled =
+        "of Eiffel France the The is is Paris. fine Tower It for and known capital food.";
     for (text, want) in [(s, 2.856), (shuffled, 8.455)] {
         let ids = tok.encode(text).unwrap();
-        let (per, nll) = score(&model, &ids);
+        let (per, nll) = score(&model, &ids).unwrap();
         assert_eq!(per.len(), ids.len() - 1);
         let mean = nll / per.len() as f64;
-        assert!((mean - want).abs() < 2e-3, "{text:?}: mean NLL {mean} vs {want}");
+        assert!(
+            (mean - want).abs() < 2e-3,
+            "{text:?}: mean NLL {mean} vs {want}"
+        );
     }
     assert_eq!(tok.encode(s).unwrap().len(), 19);
+
+    // greedy decoding with the KV cache reproduces the reference's 6 uncached steps
+    let prompt = tok.encode("The capital of France is").unwrap();
+    let cfg = GenerationConfig {
+        max_new_tokens: 6,
+        eos_token_id: cfg.eos_token_id,
+        ..GenerationConfig::default()
+    };
+    let new = generate(&model, &prompt, &cfg).unwrap();
+    let text = tok.decode(&[prompt, new].concat()).unwrap();
+    assert_eq!(text, "The capital of France is Paris.\n\nThe answer");
 }
