@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod bert;
+pub mod deberta;
 pub mod decoder;
 pub mod error;
 pub mod generate;

@@ -1,14 +1,19 @@
-//! Parity with Hugging Face transformers on a small random-initialized checkpoint made by
+//! Parity with Hugging Face transformers on small random-initialized checkpoints made by
 //! `scripts/transformers_fixtures.py` (torch 2.15.0, transformers 5.24.0, peft 0.21.2):
-//! `BertForSequenceClassification` and `RobertaForSequenceClassification` (2 layers, d = 16,
-//! 3 labels, padded batch) — last hidden state and logits within 1e-5 — and a PEFT LoRA adapter
-//! with the saved classifier on top — logits within 1e-5 of PEFT's. Runs everywhere (the fixture is committed, 30 KB).
+//! `BertForSequenceClassification`, `RobertaForSequenceClassification` and
+//! `DebertaV2ForSequenceClassification` in v3 settings (log buckets, shared attention keys,
+//! LayerNorm-ed relative embeddings, no absolute positions) and v2 settings (no buckets,
+//! `pos_key_proj`/`pos_query_proj`, absolute positions, token types) — 2 layers, d = 16,
+//! 3 labels, padded batch — last hidden state and logits within 1e-5 (f32, values O(1)), and a
+//! PEFT LoRA adapter with the saved head modules on top — logits within 1e-5 of PEFT's. Runs
+//! everywhere (the fixtures are committed, ~30 KB each).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::load_adapter;
 use peftlab_models::bert::BertForSequenceClassification;
+use peftlab_models::deberta::DebertaV2ForSequenceClassification;
 use safetensors::SafeTensors;
 
 fn fixture(name: &str) -> PathBuf {
@@ -37,19 +42,65 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// What the parity check needs of a sequence classifier.
+trait Classifier: peftlab_adapters::AdapterHost + burn::module::Module {
+    fn hidden(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3>;
+    fn logits(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2>;
+}
+
+impl Classifier for BertForSequenceClassification {
+    fn hidden(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        self.bert.forward(ids, mask)
+    }
+    fn logits(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        self.forward(ids, mask)
+    }
+}
+
+impl Classifier for DebertaV2ForSequenceClassification {
+    fn hidden(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        self.deberta.forward(ids, mask)
+    }
+    fn logits(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        self.forward(ids, mask)
+    }
+}
+
+fn bert(dir: &Path) -> BertForSequenceClassification {
+    BertForSequenceClassification::from_dir(dir, 3, 0, &Device::default()).unwrap()
+}
+
+fn deberta(dir: &Path) -> DebertaV2ForSequenceClassification {
+    DebertaV2ForSequenceClassification::from_dir(dir, 3, 0, &Device::default()).unwrap()
+}
+
 #[test]
 fn bert_classifier_and_peft_lora_match_transformers() {
-    check(&fixture("tiny_bert"));
+    let dir = fixture("tiny_bert");
+    check(&dir, bert(&dir));
+}
+
+#[test]
+fn deberta_v3_classifier_and_peft_lora_match_transformers() {
+    let dir = fixture("tiny_deberta_v3");
+    check(&dir, deberta(&dir));
+}
+
+#[test]
+fn deberta_v2_classifier_and_peft_lora_match_transformers() {
+    let dir = fixture("tiny_deberta_v2");
+    check(&dir, deberta(&dir));
 }
 
 /// RoBERTa: positions numbered from `pad_token_id + 1` over non-pad ids, no pooler, the
 /// `classifier.dense` → tanh → `classifier.out_proj` head.
 #[test]
 fn roberta_classifier_and_peft_lora_match_transformers() {
-    check(&fixture("tiny_roberta"));
+    let dir = fixture("tiny_roberta");
+    check(&dir, bert(&dir));
 }
 
-fn check(dir: &Path) {
+fn check<M: Classifier>(dir: &Path, mut model: M) {
     let dir = || dir.to_path_buf();
     let dev = Device::default();
     let bytes = std::fs::read(dir().join("io.safetensors")).unwrap();
@@ -63,10 +114,8 @@ fn check(dir: &Path) {
     let (_, mask) = read(&st, "mask");
     let mask = Tensor::<2>::from_data(TensorData::new(f32s(&mask), [shape[0], shape[1]]), &dev);
 
-    let mut model = BertForSequenceClassification::from_dir(&dir(), 3, 0, &dev).unwrap();
     let hidden = model
-        .bert
-        .forward(ids.clone(), mask.clone())
+        .hidden(ids.clone(), mask.clone())
         .try_to_vec_as::<f64>()
         .unwrap();
     let want_hidden = f32s(&read(&st, "hidden").1);
@@ -78,7 +127,7 @@ fn check(dir: &Path) {
         max_diff(&hidden, &want_hidden)
     );
     let logits = model
-        .forward(ids.clone(), mask.clone())
+        .logits(ids.clone(), mask.clone())
         .try_to_vec_as::<f64>()
         .unwrap();
     let want = f32s(&read(&st, "logits").1);
@@ -89,7 +138,7 @@ fn check(dir: &Path) {
 
     let report = load_adapter(&mut model, &dir().join("lora")).unwrap();
     assert!(report.unknown_keys.is_empty(), "{:?}", report.unknown_keys);
-    let lora = model.forward(ids, mask).try_to_vec_as::<f64>().unwrap();
+    let lora = model.logits(ids, mask).try_to_vec_as::<f64>().unwrap();
     let want = f32s(&read(&st, "lora_logits").1);
     assert!(
         max_diff(&lora, &want) <= 1e-5,
