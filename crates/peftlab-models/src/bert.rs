@@ -363,6 +363,10 @@ pub struct BertForSequenceClassification {
     pub classifier: AdaptedLinear,
     /// RoBERTa's `classifier.dense` (`tanh(dense(h[CLS]))` replaces the pooler).
     pub head_dense: Option<AdaptedLinear>,
+    /// Classify the masked mean of the last hidden states instead of the pooled `[CLS]`
+    /// (sentence-transformers style, for checkpoints such as all-MiniLM-L6-v2 whose pooler was
+    /// never trained). Set with [`BertForSequenceClassification::with_mean_pooling`].
+    pub mean_pooling: bool,
 }
 
 impl BertForSequenceClassification {
@@ -412,6 +416,7 @@ impl BertForSequenceClassification {
                 bert,
                 classifier,
                 head_dense: Some(head_dense),
+                mean_pooling: false,
             });
         }
         if bert.pooler.is_none() {
@@ -444,11 +449,27 @@ impl BertForSequenceClassification {
             bert,
             classifier,
             head_dense: None,
+            mean_pooling: false,
         })
+    }
+
+    /// Use mean pooling (`Σ_t m_t h_t / Σ_t m_t`, not normalized) before the classifier
+    /// instead of the pooler / RoBERTa head (which then stay unused).
+    pub fn with_mean_pooling(mut self, on: bool) -> Self {
+        self.mean_pooling = on;
+        self
     }
 
     /// Logits `[B, num_labels]` (eval mode: no dropout).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        if self.mean_pooling {
+            let h = self.bert.forward(ids, mask.clone());
+            let [b, t, d] = h.dims();
+            let m = mask.reshape([b, t, 1]);
+            let count = m.clone().sum_dim(1).reshape([b, 1]).clamp_min(1e-9);
+            let mean = (h * m).sum_dim(1).reshape([b, d]) / count;
+            return self.classifier.forward(mean);
+        }
         let pooled = match &self.head_dense {
             Some(dense) => {
                 let h = self.bert.forward(ids, mask);

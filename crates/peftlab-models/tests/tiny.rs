@@ -149,3 +149,58 @@ fn check<M: Classifier>(dir: &Path, mut model: M) {
         "the adapter changes the logits"
     );
 }
+
+/// Mean pooling: the classifier applied to the masked mean of transformers' last hidden states.
+#[test]
+fn bert_mean_pooling_head_classifies_the_masked_mean() {
+    let dir = fixture("tiny_bert");
+    let dev = Device::default();
+    let model = bert(&dir).with_mean_pooling(true);
+    let bytes = std::fs::read(dir.join("io.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (shape, ids) = read(&st, "ids");
+    let ids: Vec<i64> = ids
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let mask = f32s(&read(&st, "mask").1);
+    let hidden = f32s(&read(&st, "hidden").1);
+    let (b, t, d) = (shape[0], shape[1], 16);
+    let w = model
+        .classifier
+        .weight
+        .val()
+        .try_to_vec_as::<f64>()
+        .unwrap(); // [d, 3]
+    let bias = model
+        .classifier
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .try_to_vec_as::<f64>()
+        .unwrap();
+    let mut want = Vec::new();
+    for r in 0..b {
+        let n: f64 = mask[r * t..(r + 1) * t].iter().sum();
+        let mean: Vec<f64> = (0..d)
+            .map(|k| {
+                (0..t)
+                    .map(|j| mask[r * t + j] * hidden[(r * t + j) * d + k])
+                    .sum::<f64>()
+                    / n
+            })
+            .collect();
+        for c in 0..3 {
+            want.push(bias[c] + (0..d).map(|k| mean[k] * w[k * 3 + c]).sum::<f64>());
+        }
+    }
+    let got = model
+        .forward(
+            Tensor::from_data(TensorData::new(ids, [b, t]), &dev),
+            Tensor::from_data(TensorData::new(mask, [b, t]), &dev),
+        )
+        .try_to_vec_as::<f64>()
+        .unwrap();
+    assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
+}
