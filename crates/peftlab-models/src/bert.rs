@@ -215,7 +215,7 @@ impl Bert {
     /// tensor must be present with the shape the config implies (the pooler is optional);
     /// only `embeddings.position_ids` may stay unused.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, ModelError> {
-        let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
+        let mut ck = Checkpoint::open_dir(dir)?;
         let bert = Self::from_checkpoint(dir, &mut ck, "", device)?;
         ck.finish(|n| n == "embeddings.position_ids")?;
         Ok(bert)
@@ -380,7 +380,7 @@ impl BertForSequenceClassification {
         seed: u64,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
+        let mut ck = Checkpoint::open_dir(dir)?;
         let prefix = if ck.contains("roberta.embeddings.word_embeddings.weight") {
             "roberta."
         } else if ck.contains("bert.embeddings.word_embeddings.weight") {

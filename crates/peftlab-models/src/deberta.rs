@@ -632,7 +632,7 @@ impl DebertaV2ForSequenceClassification {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let c = DebertaV2Config::from_file(&dir.join("config.json"))?;
-        let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
+        let mut ck = Checkpoint::open_dir(dir)?;
         let prefix = if ck.contains("deberta.embeddings.word_embeddings.weight") {
             "deberta."
         } else {

@@ -170,8 +170,7 @@ impl Gpt2LmHeadModel {
     /// must equal the tied `wte` if present.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<(Self, Gpt2Config), ModelError> {
         let c = Gpt2Config::from_file(&dir.join("config.json"))?;
-        let path = dir.join("model.safetensors");
-        let mut ck = Checkpoint::open(&path)?;
+        let mut ck = Checkpoint::open_dir(dir)?;
         let pre = if ck.contains("transformer.wte.weight") {
             "transformer."
         } else {
@@ -233,7 +232,7 @@ impl Gpt2LmHeadModel {
             let diff = (head - wte.weight.val()).abs().max().into_scalar::<f32>();
             if diff > 0.0 {
                 return Err(ModelError::Tensor {
-                    path,
+                    path: ck.path().to_path_buf(),
                     name: "lm_head.weight".into(),
                     reason: format!(
                         "differs from the tied wte (max |Δ| {diff}): untied heads are not supported"

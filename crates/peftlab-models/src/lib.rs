@@ -21,6 +21,7 @@ pub mod gpt2;
 pub mod llama;
 pub mod safetensors_dir;
 pub mod tokenizer;
+pub mod zoo;
 
 pub use error::ModelError;
 

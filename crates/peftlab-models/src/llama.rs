@@ -434,7 +434,7 @@ impl LlamaForCausalLm {
     /// Load from a Hugging Face directory (`config.json`, `model.safetensors`).
     pub fn from_dir(dir: &Path, device: &Device) -> Result<(Self, LlamaConfig), ModelError> {
         let c = LlamaConfig::from_file(&dir.join("config.json"))?;
-        let mut ck = Checkpoint::open(&dir.join("model.safetensors"))?;
+        let mut ck = Checkpoint::open_dir(dir)?;
         let model = Self::build(&c, &mut Source::Safetensors(&mut ck), device)?;
         ck.finish(|n| n.ends_with("rotary_emb.inv_freq"))?;
         Ok((model, c))
