@@ -62,8 +62,29 @@ def bert(out, roberta=False):
     with torch.no_grad():
         lo = pm(input_ids=ids, attention_mask=mask).logits
     pm.save_pretrained(os.path.join(out, "lora"))
+    os.remove(os.path.join(out, "lora", "README.md"))  # PEFT's model-card template
     save_file({"ids": ids.to(torch.int64), "mask": mask.to(torch.float32), "logits": o.logits,
                "hidden": o.hidden_states[-1], "lora_logits": lo}, os.path.join(out, "io.safetensors"))
+    if not roberta:
+        word_tokenizer(out, 50, {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2})
+
+
+def word_tokenizer(out, vocab_size, specials=None):
+    """A word-level tokenizer.json over "w0" … "w{V-1}" (specials replace the first words), so
+    the CLI can be driven with text: "w5 w9" → [5, 9] (+ [CLS]/[SEP] for encoders)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    vocab = {f"w{i}": i for i in range(vocab_size)}
+    for tok, i in (specials or {}).items():
+        del vocab[f"w{i}"]
+        vocab[tok] = i
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token=next(iter(specials)) if specials else "w0"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if specials:
+        cls, sep = specials["[CLS]"], specials["[SEP]"]
+        tk.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tk.save(os.path.join(out, "tokenizer.json"))
 
 
 def perturb(model, scale):
@@ -88,6 +109,7 @@ def lora_outputs(model, out, targets, heads, ids, mask, fan_in_fan_out=False):
     with torch.no_grad():
         lo = pm(input_ids=ids, attention_mask=mask).logits
     pm.save_pretrained(os.path.join(out, "lora"))
+    os.remove(os.path.join(out, "lora", "README.md"))  # PEFT's model-card template
     return lo
 
 
@@ -136,6 +158,7 @@ def decoder(out, kind):
     lo = lora_outputs(model, out, targets, [], ids, mask, fan_in_fan_out=(kind == "gpt2"))
     save_file({"ids": ids.to(torch.int64), "mask": mask.to(torch.float32), "logits": logits,
                "lora_logits": lo}, os.path.join(out, "io.safetensors"))
+    word_tokenizer(out, 64)
 
 
 def deberta(out, v3):

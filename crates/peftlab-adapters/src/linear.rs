@@ -45,6 +45,17 @@ pub struct NamedParam<'a> {
 }
 
 impl Adapter {
+    /// Short name of the adapter kind (`"low-rank"` covers LoRA and MTLoRA).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::LowRank(_) => "low-rank",
+            Self::Svd(_) => "svd",
+            Self::LoraTrf(_) => "loratrf",
+            Self::TriAdapt(_) => "triadaptlora",
+            Self::AdaLora(_) => "adalora",
+        }
+    }
+
     /// Factored update for `x: [..., d_in]` → `[..., d_out]`; `base` is the frozen layer's
     /// output `x W0 + b` (used by input-dependent methods such as LoRATRF).
     pub fn forward<const D: usize>(&self, x: Tensor<D>, base: &Tensor<D>) -> Tensor<D> {

@@ -164,6 +164,17 @@ impl Bert {
     /// Last hidden states `[B, T, d]` for token ids `[B, T]` and a 0/1 attention mask `[B, T]`
     /// (token type 0 everywhere).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        self.forward_typed(ids, None, mask)
+    }
+
+    /// [`Bert::forward`] with token type ids `[B, T]` (1 on the second sentence of a pair;
+    /// `None` = all 0).
+    pub fn forward_typed(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
         let pos = if self.roberta {
@@ -176,7 +187,7 @@ impl Bert {
                 .reshape([1, t])
                 .expand([b, t])
         };
-        let types = Tensor::<2, Int>::zeros([b, t], &device);
+        let types = types.unwrap_or_else(|| Tensor::<2, Int>::zeros([b, t], &device));
         let e = self.word_embeddings.forward(ids)
             + self.position_embeddings.forward(pos)
             + self.token_type_embeddings.forward(types);
@@ -192,8 +203,12 @@ impl Bert {
     /// transformers' pooler output `tanh(W_p · h[:, 0] + b_p)`: `[B, d]`. `None` without a
     /// pooler in the checkpoint.
     pub fn pooled(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Option<Tensor<2>> {
+        self.pool(self.forward(ids, mask))
+    }
+
+    /// The pooler applied to hidden states `[B, T, d]` → `[B, d]`.
+    fn pool(&self, h: Tensor<3>) -> Option<Tensor<2>> {
         let pooler = self.pooler.as_ref()?;
-        let h = self.forward(ids, mask);
         let [b, _, d] = h.dims();
         let cls = h.slice([0..b, 0..1, 0..d]).reshape([b, d]);
         Some(pooler.forward(cls).tanh())
@@ -462,26 +477,32 @@ impl BertForSequenceClassification {
 
     /// Logits `[B, num_labels]` (eval mode: no dropout).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
-        if self.mean_pooling {
-            let h = self.bert.forward(ids, mask.clone());
-            let [b, t, d] = h.dims();
+        self.forward_typed(ids, None, mask)
+    }
+
+    /// Logits with token type ids `[B, T]` (sentence pairs; `None` = all 0).
+    pub fn forward_typed(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        mask: Tensor<2>,
+    ) -> Tensor<2> {
+        let h = self.bert.forward_typed(ids, types, mask.clone());
+        let [b, t, d] = h.dims();
+        let pooled = if self.mean_pooling {
             let m = mask.reshape([b, t, 1]);
             let count = m.clone().sum_dim(1).reshape([b, 1]).clamp_min(1e-9);
-            let mean = (h * m).sum_dim(1).reshape([b, d]) / count;
-            return self.classifier.forward(mean);
-        }
-        let pooled = match &self.head_dense {
-            Some(dense) => {
-                let h = self.bert.forward(ids, mask);
-                let [b, _, d] = h.dims();
-                dense
+            (h * m).sum_dim(1).reshape([b, d]) / count
+        } else {
+            match &self.head_dense {
+                Some(dense) => dense
                     .forward(h.slice([0..b, 0..1, 0..d]).reshape([b, d]))
-                    .tanh()
+                    .tanh(),
+                None => self
+                    .bert
+                    .pool(h)
+                    .expect("checked at load: the pooler is present"),
             }
-            None => self
-                .bert
-                .pooled(ids, mask)
-                .expect("checked at load: the pooler is present"),
         };
         self.classifier.forward(pooled)
     }

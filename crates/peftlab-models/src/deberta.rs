@@ -353,6 +353,17 @@ pub struct DebertaV2 {
 impl DebertaV2 {
     /// Last hidden states `[B, T, d]` for ids `[B, T]` and a 0/1 mask `[B, T]` (token type 0).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        self.forward_typed(ids, None, mask)
+    }
+
+    /// [`DebertaV2::forward`] with token type ids `[B, T]` (used when `type_vocab_size > 0`;
+    /// `None` = all 0).
+    pub fn forward_typed(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
         let mut e = self.word_embeddings.forward(ids);
@@ -365,7 +376,7 @@ impl DebertaV2 {
             e = e + pe.forward(pos);
         }
         if let Some(tt) = &self.token_type_embeddings {
-            e = e + tt.forward(Tensor::<2, Int>::zeros([b, t], &device));
+            e = e + tt.forward(types.unwrap_or_else(|| Tensor::<2, Int>::zeros([b, t], &device)));
         }
         if let Some(w) = &self.embed_proj {
             let [_, _, de] = e.dims();
@@ -687,7 +698,17 @@ impl DebertaV2ForSequenceClassification {
 
     /// Logits `[B, num_labels]` (eval mode: no dropout).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
-        let h = self.deberta.forward(ids, mask);
+        self.forward_typed(ids, None, mask)
+    }
+
+    /// Logits with token type ids `[B, T]` (sentence pairs; `None` = all 0).
+    pub fn forward_typed(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        mask: Tensor<2>,
+    ) -> Tensor<2> {
+        let h = self.deberta.forward_typed(ids, types, mask);
         let [b, _, d] = h.dims();
         let cls = h.slice([0..b, 0..1, 0..d]).reshape([b, d]);
         let pooled = self.pooler.forward(cls);

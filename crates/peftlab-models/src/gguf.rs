@@ -291,7 +291,7 @@ impl GgufFile {
             let numel: usize = dims.iter().product();
             let len = match ggml_type.block() {
                 Some((per, bytes_per)) => {
-                    if numel % per != 0 {
+                    if !numel.is_multiple_of(per) {
                         return Err(ModelError::Tensor {
                             path: path.to_path_buf(),
                             name,
@@ -412,7 +412,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>, Strin
     let (per, bytes_per) = ty
         .block()
         .ok_or_else(|| format!("ggml type {ty:?} cannot be dequantized here"))?;
-    if n % per != 0 || data.len() != n / per * bytes_per {
+    if !n.is_multiple_of(per) || data.len() != n / per * bytes_per {
         return Err(format!(
             "{} bytes do not hold {n} values of {ty:?}",
             data.len()

@@ -18,6 +18,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
+pub mod hub;
 pub mod llama;
 pub mod safetensors_dir;
 pub mod tokenizer;

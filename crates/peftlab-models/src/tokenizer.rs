@@ -100,9 +100,15 @@ impl Tokenizer {
             .map_err(tok_err)
     }
 
-    /// Token ids of a sentence pair (`[CLS] a [SEP] b [SEP]`), truncated to `max_len` tokens
-    /// by removing from the longer sequence first (transformers' `longest_first`).
-    pub fn encode_pair(&self, a: &str, b: &str, max_len: usize) -> Result<Vec<u32>, ModelError> {
+    /// Token ids and token type ids of `text` or of the pair (`text`, `pair`)
+    /// (`[CLS] a [SEP] b [SEP]`, types `0…0 1…1`), truncated to `max_len` tokens by removing
+    /// from the longer sequence first (transformers' `longest_first`).
+    pub fn encode_limited(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        max_len: usize,
+    ) -> Result<(Vec<u32>, Vec<u32>), ModelError> {
         let mut t = self.0.clone();
         t.with_truncation(Some(TruncationParams {
             max_length: max_len,
@@ -110,8 +116,11 @@ impl Tokenizer {
             ..Default::default()
         }))
         .map_err(tok_err)?;
-        t.encode((a, b), true)
-            .map(|e| e.get_ids().to_vec())
+        let enc = match pair {
+            Some(b) => t.encode((text, b), true),
+            None => t.encode(text, true),
+        };
+        enc.map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
             .map_err(tok_err)
     }
 

@@ -205,11 +205,17 @@ impl Model {
         }
     }
 
-    /// Classifier logits `[B, num_labels]` for ids and mask `[B, T]`; `None` for causal LMs.
-    pub fn classify(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Option<Tensor<2>> {
+    /// Classifier logits `[B, num_labels]` for ids, token types (`None` = all 0) and mask
+    /// `[B, T]`; `None` for causal LMs.
+    pub fn classify(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        mask: Tensor<2>,
+    ) -> Option<Tensor<2>> {
         match self {
-            Self::Bert(m) => Some(m.forward(ids, mask)),
-            Self::Deberta(m) => Some(m.forward(ids, mask)),
+            Self::Bert(m) => Some(m.forward_typed(ids, types, mask)),
+            Self::Deberta(m) => Some(m.forward_typed(ids, types, mask)),
             _ => None,
         }
     }

@@ -1,0 +1,376 @@
+//! `peftlab`: inspect models and adapters, classify, score and generate with real checkpoints.
+//!
+//! ```text
+//! peftlab inspect  --model PATH [--adapter DIR] [--format json]
+//! peftlab predict  --model PATH [--adapter DIR] --text A [--text-pair B] [--format json]
+//! peftlab score    --model PATH [--adapter DIR] --text T [--format json]
+//! peftlab generate --model PATH [--adapter DIR] --prompt P [--max-new-tokens N] [--beams K]
+//! ```
+//!
+//! `PATH` is a Hugging Face model directory (`config.json`, `model.safetensors` or a sharded
+//! index, `tokenizer.json`) or a `.gguf` file; with the `hub` feature it may also be a model id.
+//! `--adapter` takes any adapter directory `peftlab-adapters` saves, including PEFT-format LoRA
+//! adapters made by Python PEFT. Errors go to stderr with exit status 1 (2 for bad arguments).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use peftlab_adapters::{AdapterHost, load_adapter, param_report};
+use peftlab_models::decoder::score;
+use peftlab_models::generate::{GenerationConfig, generate};
+use peftlab_models::zoo::{LoadOptions, Loaded, load};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "peftlab",
+    version,
+    about = "Parameter-efficient fine-tuning lab: models, adapters, inference"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Architecture, parameter counts and the adaptable module names.
+    Inspect(Common),
+    /// Classification or regression outputs (logits, label) of a sequence classifier.
+    Predict {
+        #[command(flatten)]
+        common: Common,
+        /// The text (first sentence of a pair).
+        #[arg(long)]
+        text: String,
+        /// The second sentence of a pair.
+        #[arg(long)]
+        text_pair: Option<String>,
+        /// Classifier outputs when the checkpoint has no head (default: from config.json).
+        #[arg(long)]
+        num_labels: Option<usize>,
+        /// Truncate the (pair) encoding to this many tokens.
+        #[arg(long, default_value_t = 512)]
+        max_length: usize,
+    },
+    /// Causal-LM per-token log-probabilities and total negative log-likelihood.
+    Score {
+        #[command(flatten)]
+        common: Common,
+        /// The text to score.
+        #[arg(long)]
+        text: String,
+    },
+    /// Continue a prompt with greedy or beam search.
+    Generate {
+        #[command(flatten)]
+        common: Common,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// Most new tokens.
+        #[arg(long, default_value_t = 32)]
+        max_new_tokens: usize,
+        /// Beams (1 = greedy).
+        #[arg(long, default_value_t = 1)]
+        beams: usize,
+        /// Length penalty exponent for finished beams.
+        #[arg(long, default_value_t = 1.0)]
+        length_penalty: f64,
+        /// Forbid repeating n-grams of this size (0 = off).
+        #[arg(long, default_value_t = 0)]
+        no_repeat_ngram_size: usize,
+        /// End-of-sequence token id (default: the model's).
+        #[arg(long)]
+        eos_token_id: Option<u32>,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Model directory or `.gguf` file.
+    #[arg(long)]
+    model: String,
+    /// Adapter directory (peftlab or PEFT format).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn open(common: &Common, num_labels: Option<usize>) -> Result<(Loaded, Option<serde_json::Value>)> {
+    let path = peftlab_models::hub::resolve(&common.model)?;
+    let device = Device::default();
+    let opts = LoadOptions {
+        num_labels,
+        ..LoadOptions::default()
+    };
+    let mut loaded = load(&path, &opts, &device)?;
+    let adapter = match &common.adapter {
+        Some(dir) => {
+            let report = load_adapter(&mut loaded.model, dir)?;
+            for k in &report.unknown_keys {
+                eprintln!("warning: {}: ignored adapter config key {k}", dir.display());
+            }
+            Some(json!({
+                "path": dir,
+                "method": report.config.method(),
+                "unknown_keys": report.unknown_keys,
+            }))
+        }
+        None => None,
+    };
+    Ok((loaded, adapter))
+}
+
+fn tokenizer(loaded: &Loaded) -> Result<&peftlab_models::tokenizer::Tokenizer> {
+    loaded.tokenizer.as_ref().ok_or_else(|| {
+        format!(
+            "{}: no tokenizer.json next to the model",
+            loaded.path.display()
+        )
+        .into()
+    })
+}
+
+fn emit(format: Format, value: &serde_json::Value, text: impl FnOnce() -> String) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value).expect("JSON")),
+        Format::Text => print!("{}", text()),
+    }
+}
+
+fn inspect(common: &Common) -> Result<()> {
+    let (loaded, adapter) = open(common, None)?;
+    let total = param_report(&loaded.model).total;
+    let mut adapter_params = 0;
+    let mut modules = Vec::new();
+    loaded.model.for_each_linear("", &mut |path, l| {
+        adapter_params += l.num_adapter_params();
+        let [d_in, d_out] = l.weight.dims();
+        modules.push(json!({
+            "name": path,
+            "in": d_in,
+            "out": d_out,
+            "adapter": l.adapter.as_ref().map(|a| a.kind_name()),
+        }));
+    });
+    let value = json!({
+        "path": loaded.path,
+        "architecture": loaded.model.architecture(),
+        "parameters": total,
+        "adapter_parameters": adapter_params,
+        "labels": loaded.labels,
+        "adapter": adapter,
+        "adaptable_modules": modules,
+    });
+    emit(common.format, &value, || {
+        let mut s = format!(
+            "{}\narchitecture: {}\nparameters: {total} (adapter: {adapter_params})\n",
+            loaded.path.display(),
+            loaded.model.architecture(),
+        );
+        if let Some(a) = &adapter {
+            s += &format!("adapter: {} ({})\n", a["path"], a["method"]);
+        }
+        s += &format!("adaptable modules ({}):\n", modules.len());
+        for m in &modules {
+            s += &format!(
+                "  {} [{} -> {}]{}\n",
+                m["name"].as_str().unwrap_or_default(),
+                m["in"],
+                m["out"],
+                m["adapter"]
+                    .as_str()
+                    .map(|a| format!(" + {a}"))
+                    .unwrap_or_default()
+            );
+        }
+        s
+    });
+    Ok(())
+}
+
+fn predict(
+    common: &Common,
+    text: &str,
+    pair: Option<&str>,
+    num_labels: Option<usize>,
+    max_length: usize,
+) -> Result<()> {
+    let (loaded, _) = open(common, num_labels)?;
+    let tok = tokenizer(&loaded)?;
+    let (ids, types) = tok.encode_limited(text, pair, max_length)?;
+    let device = Device::default();
+    let t = ids.len();
+    let row = |v: &[u32]| {
+        Tensor::<2, Int>::from_data(
+            TensorData::new(v.iter().map(|&i| i64::from(i)).collect(), [1, t]),
+            &device,
+        )
+    };
+    let logits = loaded
+        .model
+        .classify(row(&ids), Some(row(&types)), Tensor::ones([1, t], &device))
+        .ok_or_else(|| {
+            format!(
+                "{} is a causal language model: use `peftlab score` or `peftlab generate`",
+                loaded.model.architecture()
+            )
+        })?
+        .try_to_vec_as::<f64>()
+        .map_err(|e| format!("{e:?}"))?;
+    let value = if logits.len() == 1 {
+        json!({"tokens": t, "regression": logits[0]})
+    } else {
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        let probs: Vec<f64> = logits.iter().map(|l| (l - max).exp() / z).collect();
+        let best = (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap_or(0);
+        json!({
+            "tokens": t,
+            "logits": logits,
+            "probabilities": probs,
+            "label_id": best,
+            "label": loaded.labels.get(best),
+        })
+    };
+    emit(common.format, &value, || match value.get("regression") {
+        Some(r) => format!("regression: {r}\n"),
+        None => format!(
+            "label: {} ({})\nlogits: {}\n",
+            value["label"].as_str().unwrap_or_default(),
+            value["label_id"],
+            value["logits"]
+        ),
+    });
+    Ok(())
+}
+
+fn score_cmd(common: &Common, text: &str) -> Result<()> {
+    let (loaded, _) = open(common, None)?;
+    let tok = tokenizer(&loaded)?;
+    let lm = loaded.model.causal_lm().ok_or_else(|| {
+        format!(
+            "{} is not a causal language model: use `peftlab predict`",
+            loaded.model.architecture()
+        )
+    })?;
+    let ids = tok.encode(text)?;
+    let (per, nll) = score(lm, &ids)?;
+    let tokens: Vec<serde_json::Value> = ids
+        .iter()
+        .skip(1)
+        .zip(&per)
+        .map(|(&id, lp)| json!({"id": id, "token": tok.id_to_token(id), "logprob": lp}))
+        .collect();
+    let n = per.len().max(1) as f64;
+    let value = json!({
+        "ids": ids,
+        "tokens": tokens,
+        "nll": nll,
+        "mean_nll": nll / n,
+        "perplexity": (nll / n).exp(),
+    });
+    emit(common.format, &value, || {
+        let mut s = String::new();
+        for t in &tokens {
+            s += &format!(
+                "{:>8.4}  {}\n",
+                t["logprob"].as_f64().unwrap_or_default(),
+                t["token"].as_str().unwrap_or_default()
+            );
+        }
+        s + &format!(
+            "nll: {nll:.4}  mean: {:.4}  perplexity: {:.3}\n",
+            nll / n,
+            (nll / n).exp()
+        )
+    });
+    Ok(())
+}
+
+fn generate_cmd(common: &Common, prompt: &str, cfg: GenerationConfig) -> Result<()> {
+    let (loaded, _) = open(common, None)?;
+    let tok = tokenizer(&loaded)?;
+    let lm = loaded.model.causal_lm().ok_or_else(|| {
+        format!(
+            "{} is not a causal language model: use `peftlab predict`",
+            loaded.model.architecture()
+        )
+    })?;
+    let cfg = GenerationConfig {
+        eos_token_id: cfg.eos_token_id.or(loaded.eos_token_id),
+        ..cfg
+    };
+    let ids = tok.encode(prompt)?;
+    let new = generate(lm, &ids, &cfg)?;
+    let completion = tok.decode(&new)?;
+    let value = json!({
+        "prompt_ids": ids,
+        "ids": new,
+        "completion": completion,
+        "text": tok.decode(&[ids.clone(), new.clone()].concat())?,
+        "settings": cfg,
+    });
+    emit(common.format, &value, || {
+        format!("{}\n", value["text"].as_str().unwrap_or_default())
+    });
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect(common) => inspect(&common),
+        Command::Predict {
+            common,
+            text,
+            text_pair,
+            num_labels,
+            max_length,
+        } => predict(&common, &text, text_pair.as_deref(), num_labels, max_length),
+        Command::Score { common, text } => score_cmd(&common, &text),
+        Command::Generate {
+            common,
+            prompt,
+            max_new_tokens,
+            beams,
+            length_penalty,
+            no_repeat_ngram_size,
+            eos_token_id,
+        } => generate_cmd(
+            &common,
+            &prompt,
+            GenerationConfig {
+                max_new_tokens,
+                num_beams: beams,
+                length_penalty,
+                no_repeat_ngram_size,
+                eos_token_id,
+            },
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The `peftlab` binary end to end on the committed transformers fixtures (tiny GPT-2, Llama,
+//! BERT with word-level tokenizers "w0 … w63") and, when fetched, the real SmolLM2 GGUF:
+//! outputs equal the library's and transformers' (generate.json), errors exit with status 1
+//! and a message naming the path.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use peftlab_adapters::load_adapter;
+use peftlab_models::bert::BertForSequenceClassification;
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../peftlab-models/tests/fixtures")
+        .join(name)
+}
+
+fn peftlab(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_peftlab"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["--format", "json"]);
+    let (code, out, err) = peftlab(&a);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn inspect_lists_parameters_and_adaptable_modules() {
+    let m = fixture("tiny_gpt2");
+    let v = json(&["inspect", "--model", m.to_str().unwrap()]);
+    assert_eq!(v["architecture"], "GPT2LMHeadModel");
+    // wte 64·16 + wpe 48·16 + ln_f 32 + 2 blocks × (2 LN 64 + c_attn 816 + c_proj 272
+    // + c_fc 1088 + c_proj 1040)
+    assert_eq!(
+        v["parameters"],
+        1024 + 768 + 32 + 2 * (64 + 816 + 272 + 1088 + 1040)
+    );
+    assert_eq!(v["adapter_parameters"], 0);
+    let names: Vec<&str> = v["adaptable_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 8);
+    assert_eq!(names[0], "transformer.h.0.attn.c_attn");
+    assert_eq!(v["adaptable_modules"][0]["out"], 48);
+
+    // with PEFT's LoRA (r = 2 on c_attn and c_fc): 2 × (2·16 + 48·2 + 2·16 + 64·2) trainable
+    let lora = m.join("lora");
+    let v = json(&[
+        "inspect",
+        "--model",
+        m.to_str().unwrap(),
+        "--adapter",
+        lora.to_str().unwrap(),
+    ]);
+    let lora_params = 2 * (32 + 96 + 32 + 128);
+    assert_eq!(v["adapter_parameters"], lora_params);
+    assert_eq!(
+        v["parameters"],
+        1024 + 768 + 32 + 2 * (64 + 816 + 272 + 1088 + 1040) + lora_params
+    );
+    assert_eq!(v["adapter"]["method"], "lora");
+    assert_eq!(v["adaptable_modules"][0]["adapter"], "low-rank");
+}
+
+#[test]
+fn generate_matches_transformers_beam_search() {
+    let m = fixture("tiny_gpt2");
+    let runs: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(m.join("generate.json")).unwrap()).unwrap();
+    let r = runs.iter().find(|r| r["num_beams"] == 4).unwrap();
+    let prompt: Vec<String> = r["prompt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| format!("w{i}"))
+        .collect();
+    let v = json(&[
+        "generate",
+        "--model",
+        m.to_str().unwrap(),
+        "--prompt",
+        &prompt.join(" "),
+        "--beams",
+        "4",
+        "--max-new-tokens",
+        &r["max_new_tokens"].to_string(),
+        "--no-repeat-ngram-size",
+        &r["no_repeat_ngram_size"].to_string(),
+        "--length-penalty",
+        &r["length_penalty"].to_string(),
+        "--eos-token-id",
+        &r["eos_token_id"].to_string(),
+    ]);
+    assert_eq!(v["prompt_ids"], r["prompt"]);
+    assert_eq!(v["ids"], r["output"]);
+}
+
+#[test]
+fn score_reports_log_probs_that_sum_to_the_nll() {
+    let m = fixture("tiny_llama");
+    let v = json(&[
+        "score",
+        "--model",
+        m.to_str().unwrap(),
+        "--text",
+        "w7 w3 w9 w3",
+    ]);
+    assert_eq!(v["ids"], serde_json::json!([7, 3, 9, 3]));
+    let lps: Vec<f64> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["logprob"].as_f64().unwrap())
+        .collect();
+    assert_eq!(lps.len(), 3);
+    assert!(lps.iter().all(|&l| l < 0.0));
+    let nll = v["nll"].as_f64().unwrap();
+    assert!((nll + lps.iter().sum::<f64>()).abs() < 1e-9);
+    assert!((v["mean_nll"].as_f64().unwrap() - nll / 3.0).abs() < 1e-12);
+    assert_eq!(v["tokens"][1]["token"], "w9");
+}
+
+#[test]
+fn predict_with_a_peft_adapter_and_a_sentence_pair() {
+    let m = fixture("tiny_bert");
+    let lora = m.join("lora");
+    let v = json(&[
+        "predict",
+        "--model",
+        m.to_str().unwrap(),
+        "--adapter",
+        lora.to_str().unwrap(),
+        "--text",
+        "w5 w6 w7",
+        "--text-pair",
+        "w9",
+    ]);
+    // the library on the same ids: [CLS] w5 w6 w7 [SEP] w9 [SEP], types 0 0 0 0 0 1 1
+    let dev = Device::default();
+    let mut model = BertForSequenceClassification::from_dir(&m, 3, 0, &dev).unwrap();
+    load_adapter(&mut model, &lora).unwrap();
+    let row = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 7]), &dev);
+    let want = model
+        .forward_typed(
+            row(vec![1, 5, 6, 7, 2, 9, 2]),
+            Some(row(vec![0, 0, 0, 0, 0, 1, 1])),
+            Tensor::ones([1, 7], &dev),
+        )
+        .try_to_vec_as::<f64>()
+        .unwrap();
+    let got: Vec<f64> = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    // JSON carries shortest round-trip decimals; allow the last bit
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-15 * w.abs().max(1.0),
+            "{got:?} vs {want:?}"
+        );
+    }
+    let p: f64 = v["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!((p - 1.0).abs() < 1e-12);
+    let best = (0..3).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
+    assert_eq!(v["label_id"], best);
+    assert_eq!(v["label"], format!("LABEL_{best}"));
+    assert_eq!(v["tokens"], 7);
+}
+
+#[test]
+fn errors_name_the_path_and_exit_1() {
+    let (code, _, err) = peftlab(&["inspect", "--model", "/no/such/model"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/no/such/model"), "{err}");
+
+    let m = fixture("tiny_gpt2");
+    let (code, _, err) = peftlab(&["predict", "--model", m.to_str().unwrap(), "--text", "w1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("causal language model"), "{err}");
+
+    let (code, _, err) = peftlab(&[
+        "score",
+        "--model",
+        m.to_str().unwrap(),
+        "--adapter",
+        "/no/such/adapter",
+        "--text",
+        "w1 w2",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("/no/such/adapter/adapter_config.json"),
+        "{err}"
+    );
+
+    let (code, _, err) = peftlab(&["generate", "--model", m.to_str().unwrap()]);
+    assert_eq!(code, 2, "clap usage error");
+    assert!(err.contains("--prompt"), "{err}");
+}
+
+/// The real SmolLM2 GGUF through the CLI: greedy continuation of the reference prompt.
+#[test]
+fn real_smollm2_generates_paris() {
+    let p = peftlab_models::cache_dir()
+        .join("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !p.exists() {
+        assert!(std::env::var("CI").is_err(), "{} missing", p.display());
+        eprintln!(
+            "SKIPPED: {} missing: run scripts/fetch_models.sh",
+            p.display()
+        );
+        return;
+    }
+    let v = json(&[
+        "generate",
+        "--model",
+        p.to_str().unwrap(),
+        "--prompt",
+        "The capital of France is",
+        "--max-new-tokens",
+        "6",
+    ]);
+    assert_eq!(v["text"], "The capital of France is Paris.\n\nThe answer");
+    assert_eq!(v["settings"]["eos_token_id"], 2);
+}
