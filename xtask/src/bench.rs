@@ -89,7 +89,7 @@ fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
 }
 
 /// `full_id → median seconds` for every criterion benchmark that has a result.
-fn read_criterion(dir: &Path) -> Result<BTreeMap<String, f64>, String> {
+pub(crate) fn read_criterion(dir: &Path) -> Result<BTreeMap<String, f64>, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

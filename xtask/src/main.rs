@@ -4,17 +4,22 @@
 //! - `bench-linalg [--quick]`: run `peftlab-linalg`'s criterion benches and numpy/scipy (LAPACK)
 //!   on the same shapes in one go, and print the side-by-side table that docs/performance.md
 //!   records (also written to `target/bench-linalg.md`).
+//! - `bench-models`: forward throughput of the real MiniLM and SmolLM2 checkpoints, peftlab
+//!   (criterion) and PyTorch (`scripts/bench_torch_forward.py`) side by side in one run
+//!   (`target/bench-models.md`).
 //! - `reproduce <method>`: rebuild a paper's table. Not available yet (see the message it prints).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_models;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   bench-linalg [--quick]   peftlab-linalg benches side by side with numpy/scipy (LAPACK)
+  bench-models             MiniLM / SmolLM2 forward, peftlab vs PyTorch (PEFTLAB_PYTHON)
   reproduce <method>       rebuild a paper's table (mtlora, triadaptlora, loratrf, svda)
   help                     this text";
 
@@ -22,6 +27,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench-linalg") => bench::bench_linalg(&workspace_root(), &args[1..]),
+        Some("bench-models") => bench_models::bench_models(&workspace_root(), &args[1..]),
         Some("reproduce") => Err(reproduce_unavailable(args.get(1).map(String::as_str))),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

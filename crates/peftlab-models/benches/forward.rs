@@ -1,45 +1,57 @@
-//! MiniLM-L6 forward throughput on the CPU (B = 32, T = 64, random token ids, full mask),
-//! compared with PyTorch on the same machine by `scripts/bench_torch_minilm.py`.
+//! Forward throughput on the CPU of the real checkpoints, the shapes of issue 4:
+//! all-MiniLM-L6-v2 (`Bert`, B = 32, T = 64, full mask) and SmolLM2-135M-Instruct (Llama from the
+//! Q4_1 GGUF dequantized to f32, B = 8, T = 64, logits). Token ids are drawn from 1000..21000.
+//! `cargo xtask bench-models` runs this and `scripts/bench_torch_forward.py` (PyTorch on the same
+//! models and shapes) side by side.
 //!
 //! Run: `cargo bench -p peftlab-models --bench forward` (needs `scripts/fetch_models.sh`).
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
 use peftlab_linalg::init::SeededRng;
 use peftlab_models::bert::Bert;
+use peftlab_models::decoder::CausalLm;
+use peftlab_models::gguf::GgufFile;
+use peftlab_models::llama::LlamaForCausalLm;
 
-fn forward(c: &mut Criterion) {
-    let cache = std::env::var_os("PEFTLAB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/peftlab")
-        });
-    let dir = cache.join("models/all-MiniLM-L6-v2");
-    if !dir.join("model.safetensors").exists() {
-        eprintln!(
-            "SKIPPED: no checkpoint in {}; run scripts/fetch_models.sh",
-            dir.display()
-        );
-        return;
-    }
-    let dev = Device::default();
-    let model = Bert::from_dir(&dir, &dev).unwrap();
-    let (b, t) = (32, 64);
+fn ids(b: usize, t: usize, dev: &Device) -> Tensor<2, Int> {
     let mut rng = SeededRng::new(0);
-    let ids: Vec<i64> = (0..b * t)
+    let v: Vec<i64> = (0..b * t)
         .map(|_| 1000 + (rng.unit() * 20000.0) as i64)
         .collect();
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &dev);
-    let mask = Tensor::<2>::ones([b, t], &dev);
+    Tensor::from_data(TensorData::new(v, [b, t]), dev)
+}
+
+fn forward(c: &mut Criterion) {
+    let dev = Device::default();
+    let models = peftlab_models::cache_dir().join("models");
     let mut g = c.benchmark_group("minilm");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
-    g.bench_function("forward/b32_t64", |bch| {
-        bch.iter(|| black_box(model.forward(ids.clone(), mask.clone()).into_data()))
-    });
+    match Bert::from_dir(&models.join("all-MiniLM-L6-v2"), &dev) {
+        Ok(model) => {
+            let (x, mask) = (ids(32, 64, &dev), Tensor::<2>::ones([32, 64], &dev));
+            g.bench_function("forward/b32_t64", |bch| {
+                bch.iter(|| black_box(model.forward(x.clone(), mask.clone()).into_data()))
+            });
+        }
+        Err(e) => eprintln!("SKIPPED minilm ({e}); run scripts/fetch_models.sh"),
+    }
+    g.finish();
+    let mut g = c.benchmark_group("smollm2");
+    g.sample_size(10).measurement_time(Duration::from_secs(15));
+    let path = models.join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    match GgufFile::open(&path).and_then(|f| LlamaForCausalLm::from_gguf(&f, &dev)) {
+        Ok((model, _)) => {
+            let x = ids(8, 64, &dev);
+            g.bench_function("forward/b8_t64", |bch| {
+                bch.iter(|| black_box(model.logits(x.clone(), None).into_data()))
+            });
+        }
+        Err(e) => eprintln!("SKIPPED smollm2 ({e}); run scripts/fetch_models.sh"),
+    }
     g.finish();
 }
 

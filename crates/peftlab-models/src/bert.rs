@@ -17,12 +17,12 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
 use serde::Deserialize;
 
 use crate::ModelError;
+use crate::act::{self, Activation};
 use crate::safetensors_dir::Checkpoint;
 
 /// The `config.json` fields a BERT needs.
@@ -145,17 +145,18 @@ impl BertLayer {
         let q = split(self.query.forward(h.clone()));
         let k = split(self.key.forward(h.clone()));
         let v = split(self.value.forward(h.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + mask_bias;
-        let ctx = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, t, d]);
+        // fused scaled-dot-product attention (scale 1/√dh), additive padding bias
+        let ctx =
+            burn::tensor::module::attention(q, k, v, None, Some(mask_bias), Default::default())
+                .swap_dims(1, 2)
+                .reshape([b, t, d]);
         let h1 = self
             .attention_norm
             .forward(h + self.attention_output.forward(ctx));
-        let ff = self
-            .output
-            .forward(gelu(self.intermediate.forward(h1.clone())));
+        let ff = self.output.forward(act::apply(
+            Activation::GeluErf,
+            self.intermediate.forward(h1.clone()),
+        ));
         self.output_norm.forward(h1 + ff)
     }
 }
@@ -192,8 +193,9 @@ impl Bert {
             + self.position_embeddings.forward(pos)
             + self.token_type_embeddings.forward(types);
         let mut h = self.embeddings_norm.forward(e);
-        // 0 where attended, −1e9 where padded: [B, 1, 1, T]
-        let bias = (mask.ones_like() - mask).reshape([b, 1, 1, t]) * -1e9;
+        // 0 where attended, −1e9 where padded, one row per query: [B, 1, T, T]
+        let bias = ((mask.ones_like() - mask).reshape([b, 1, 1, t]) * -1e9).expand([b, 1, t, t])
+            + Tensor::<4>::zeros([1, 1, t, t], &device);
         for layer in &self.layers {
             h = layer.forward(h, bias.clone());
         }

@@ -26,12 +26,13 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
 use serde::Deserialize;
 
 use crate::ModelError;
+use crate::act::{self, Activation};
 use crate::safetensors_dir::Checkpoint;
 
 /// The `config.json` fields DeBERTa-v2/v3 needs (transformers' `DebertaV2Config` names and
@@ -316,9 +317,10 @@ impl DebertaLayer {
         let h1 = self
             .attention_norm
             .forward(self.attention_output.forward(ctx) + h);
-        let ff = self
-            .output
-            .forward(gelu(self.intermediate.forward(h1.clone())));
+        let ff = self.output.forward(act::apply(
+            Activation::GeluErf,
+            self.intermediate.forward(h1.clone()),
+        ));
         self.output_norm.forward(ff + h1)
     }
 }
@@ -715,7 +717,7 @@ impl DebertaV2ForSequenceClassification {
         let pooled = if self.pooler_tanh {
             pooled.tanh()
         } else {
-            gelu(pooled)
+            act::apply(Activation::GeluErf, pooled)
         };
         self.classifier.forward(pooled)
     }

@@ -2,7 +2,6 @@
 //! cache, masked multi-head attention with grouped KV heads, rotary embeddings, and the
 //! [`CausalLm`] interface that scoring and [`crate::generate`] run on.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::ModelError;
@@ -101,11 +100,10 @@ pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tens
         };
         (rep(k), rep(v))
     };
-    let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + bias;
-    softmax(scores, 3)
-        .matmul(v)
-        .swap_dims(1, 2)
-        .reshape([b, t, h * dh])
+    // burn's fused scaled-dot-product attention (flex: one pass per (batch, head); autodiff:
+    // decomposed into differentiable ops); scale 1/√dh
+    let ctx = burn::tensor::module::attention(q, k, v, None, Some(bias), Default::default());
+    ctx.swap_dims(1, 2).reshape([b, t, h * dh])
 }
 
 /// Rotary position embedding in Hugging Face's half-split layout: dimension `i < dh/2` pairs

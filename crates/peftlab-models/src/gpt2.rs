@@ -99,9 +99,7 @@ impl Gpt2Config {
 
 /// `gelu_new`: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 pub fn gelu_new(x: Tensor<3>) -> Tensor<3> {
-    let c = (2.0 / std::f64::consts::PI).sqrt();
-    let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * c;
-    x * (inner.tanh() + 1.0) * 0.5
+    crate::act::apply(crate::act::Activation::GeluTanh, x)
 }
 
 /// One GPT-2 block.

@@ -11,6 +11,7 @@
 //! More architectures (DeBERTa-v2/v3, GPT-2, Llama/GGUF) come with issue 4.
 #![warn(missing_docs)]
 
+pub mod act;
 pub mod bert;
 pub mod deberta;
 pub mod decoder;

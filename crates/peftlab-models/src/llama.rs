@@ -20,12 +20,12 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
 use serde::Deserialize;
 
 use crate::ModelError;
+use crate::act::{self, Activation};
 use crate::decoder::{CausalLm, KvCache, attend, causal_bias, rope};
 use crate::gguf::GgufFile;
 use crate::safetensors_dir::Checkpoint;
@@ -299,9 +299,10 @@ impl LlamaLayer {
         };
         let x = x + self.o_proj.forward(attend(q, k, v, bias));
         let h = self.post_attention_layernorm.forward(x.clone());
-        let mlp = self
-            .down_proj
-            .forward(silu(self.gate_proj.forward(h.clone())) * self.up_proj.forward(h));
+        let mlp = self.down_proj.forward(
+            act::apply(Activation::Silu, self.gate_proj.forward(h.clone()))
+                * self.up_proj.forward(h),
+        );
         x + mlp
     }
 }

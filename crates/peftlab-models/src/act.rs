@@ -1,0 +1,256 @@
+//! Activations with a fast CPU inference path.
+//!
+//! burn-flex computes GELU and SiLU one element at a time through libm (≈ 5 ns per element, one
+//! thread), which made GELU as expensive as a whole MLP GEMM in MiniLM's forward pass
+//! (docs/performance.md). When a tensor is f32 on the flex device without autodiff, these
+//! functions take its buffer, apply a branch-free, vectorizable kernel on both cores (AVX-512 /
+//! AVX2+FMA chosen at run time, plain SIMD otherwise), and hand it back. With autodiff, on
+//! other backends or dtypes, they call burn's own operation, so gradients are untouched.
+//!
+//! Accuracy of the fast path (tested against f64 references): `exp` relative error < 2e-7;
+//! `erf` absolute error < 2e-7 (Abramowitz & Stegun 7.1.26); so GELU is within
+//! `1e-7·|x| + 1e-7` of the exact value, well inside the 1e-5 parity tolerances.
+
+use burn::tensor::{DType, Tensor, TensorData};
+
+/// Which activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `0.5·x·(1 + erf(x/√2))` (BERT, DeBERTa: `"gelu"`).
+    GeluErf,
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (GPT-2: `"gelu_new"`).
+    GeluTanh,
+    /// `x·σ(x)` (Llama: `"silu"`).
+    Silu,
+}
+
+/// Apply `act` to `x` (any shape).
+pub fn apply<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
+    if fast_path(&x) {
+        let dims = x.dims();
+        let device = x.device();
+        let mut v = x
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("fast_path checked the dtype is f32");
+        apply_slice(act, &mut v);
+        return Tensor::from_data(TensorData::new(v, dims), &device);
+    }
+    match act {
+        Activation::GeluErf => burn::tensor::activation::gelu(x),
+        Activation::GeluTanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * c;
+            x * (inner.tanh() + 1.0) * 0.5
+        }
+        Activation::Silu => burn::tensor::activation::silu(x),
+    }
+}
+
+#[cfg(feature = "flex")]
+fn fast_path<const D: usize>(x: &Tensor<D>) -> bool {
+    let device = x.device();
+    !device.is_autodiff() && device == burn::tensor::Device::flex() && x.dtype() == DType::F32
+}
+
+#[cfg(not(feature = "flex"))]
+fn fast_path<const D: usize>(_: &Tensor<D>) -> bool {
+    false
+}
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+// ln 2 split so that n·LN2_HI is exact for |n| < 2^9
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+
+/// `e^x` for f32 without branches: `2^n · p(z)`, `n = round(x·log2 e)`, `|z| ≤ ln2/2`,
+/// degree-7 Taylor polynomial (truncation error < 3e-9).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.max(-87.0).min(88.0);
+    // round to nearest by the 1.5·2^23 trick (exact for |y| < 2^22, vectorizes without SSE4.1)
+    let n = (x * LOG2E + 12_582_912.0) - 12_582_912.0;
+    let z = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + z * (1.0
+            + z * (0.5
+                + z * (1.0 / 6.0
+                    + z * (1.0 / 24.0
+                        + z * (1.0 / 120.0 + z * (1.0 / 720.0 + z * (1.0 / 5040.0)))))));
+    // SAFETY: n is an integer in [-126, 127] after the clamp, so the conversion is exact
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    p * f32::from_bits(((n + 127) << 23) as u32)
+}
+
+/// `erf(x)`, Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7 in exact arithmetic).
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    (1.0 - poly * exp(-a * a)).copysign(x)
+}
+
+#[inline(always)]
+fn kernel(act: Activation, v: &mut [f32]) {
+    // one loop per activation so each is a straight-line, vectorizable body
+    match act {
+        Activation::GeluErf => {
+            for x in v {
+                *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+        Activation::GeluTanh => {
+            const C: f32 = 0.797_884_6; // √(2/π)
+            for x in v {
+                let u = C * (*x + 0.044_715 * *x * *x * *x);
+                // tanh(u) = 1 − 2/(e^{2u} + 1)
+                let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+                *x = 0.5 * *x * (1.0 + tanh);
+            }
+        }
+        Activation::Silu => {
+            for x in v {
+                *x /= 1.0 + exp(-*x);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn kernel_avx512(act: Activation, v: &mut [f32]) {
+    kernel(act, v);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn kernel_avx2(act: Activation, v: &mut [f32]) {
+    kernel(act, v);
+}
+
+fn kernel_dispatch(act: Activation, v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            unsafe { kernel_avx512(act, v) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { kernel_avx2(act, v) };
+            return;
+        }
+    }
+    kernel(act, v);
+}
+
+/// Apply `act` in place to an f32 slice, split over the rayon pool when large.
+pub fn apply_slice(act: Activation, v: &mut [f32]) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 15;
+    if v.len() <= CHUNK {
+        kernel_dispatch(act, v);
+    } else {
+        v.par_chunks_mut(CHUNK)
+            .for_each(|c| kernel_dispatch(act, c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn erf64(x: f64) -> f64 {
+        // high-accuracy reference: series for |x| < 3, asymptotic continued fraction beyond
+        if x.abs() < 3.0 {
+            let mut sum = 0.0;
+            let mut term = x;
+            let mut n = 0.0;
+            while term.abs() > 1e-17 {
+                sum += term / (2.0 * n + 1.0);
+                n += 1.0;
+                term *= -x * x / n;
+            }
+            2.0 / std::f64::consts::PI.sqrt() * sum
+        } else {
+            let a = x.abs();
+            let mut f = 0.0;
+            for k in (1..60).rev() {
+                f = (k as f64 / 2.0) / (a + f);
+            }
+            let erfc = (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f);
+            (1.0 - erfc).copysign(x)
+        }
+    }
+
+    #[test]
+    fn fast_kernels_match_f64_references() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.0025).collect();
+        let mut max_exp = 0.0f64;
+        for &x in &xs {
+            let e = f64::from(x) * 8.0;
+            let got = f64::from(exp(e as f32));
+            max_exp = max_exp.max((got - e.exp()).abs() / e.exp());
+        }
+        assert!(max_exp < 2e-7, "exp relative error {max_exp}");
+        for (act, reference) in [
+            (
+                Activation::GeluErf,
+                (|x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()))) as fn(f64) -> f64,
+            ),
+            (Activation::GeluTanh, |x: f64| {
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+            }),
+            (Activation::Silu, |x: f64| x / (1.0 + (-x).exp())),
+        ] {
+            let mut v = xs.clone();
+            apply_slice(act, &mut v);
+            for (&x, &y) in xs.iter().zip(&v) {
+                let want = reference(f64::from(x));
+                let tol = 2e-7 * f64::from(x).abs() + 2e-7;
+                assert!(
+                    (f64::from(y) - want).abs() <= tol,
+                    "{act:?}({x}) = {y}, want {want}"
+                );
+            }
+        }
+        // extremes stay finite and saturate correctly
+        let mut v = vec![-1e4f32, 1e4, 0.0, -0.0];
+        apply_slice(Activation::GeluErf, &mut v);
+        assert_eq!(v[..3], [0.0, 1e4, 0.0]);
+        let mut v = vec![-1e4f32, 1e4];
+        apply_slice(Activation::Silu, &mut v);
+        assert!(v[0].abs() < 1e-30 && v[1] == 1e4, "{v:?}");
+    }
+
+    #[test]
+    fn tensor_path_equals_burn_reference() {
+        let dev = burn::tensor::Device::default();
+        let x = Tensor::<2>::from_data(
+            TensorData::new(
+                (0..600).map(|i| (i as f32 - 300.0) * 0.02).collect(),
+                [20, 30],
+            ),
+            &dev,
+        );
+        for (act, want) in [
+            (
+                Activation::GeluErf,
+                burn::tensor::activation::gelu(x.clone()),
+            ),
+            (Activation::Silu, burn::tensor::activation::silu(x.clone())),
+        ] {
+            let got = apply(act, x.clone()).try_to_vec_as::<f64>().unwrap();
+            let want = want.try_to_vec_as::<f64>().unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 2e-6, "{act:?}: {g} vs {w}");
+            }
+        }
+    }
+}

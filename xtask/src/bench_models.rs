@@ -1,0 +1,141 @@
+//! `cargo xtask bench-models`: forward throughput of the real checkpoints on the CPU, peftlab
+//! (criterion, `crates/peftlab-models/benches/forward.rs`) and PyTorch
+//! (`scripts/bench_torch_forward.py`) on the same models, shapes and machine in one run. PyTorch
+//! runs before and after peftlab so the table shows the machine's drift.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::bench::read_criterion;
+use crate::run;
+
+const NEEDS: &str = "a Python with torch, transformers and gguf \
+    (tested: torch==2.15.0 transformers==5.24.0 gguf==0.19.0); \
+    point PEFTLAB_PYTHON at it";
+
+fn python() -> Result<PathBuf, String> {
+    let py = std::env::var_os("PEFTLAB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&py)
+        .args(["-c", "import torch, transformers, gguf"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(py)
+    } else {
+        Err(format!(
+            "bench-models needs {NEEDS} ({} lacks them)",
+            py.display()
+        ))
+    }
+}
+
+/// Run the comparison and print / write `target/bench-models.md`.
+pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
+    if let Some(bad) = args.first() {
+        return Err(format!("bench-models: unknown argument `{bad}`"));
+    }
+    let py = python()?;
+    let models = std::env::var_os("PEFTLAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/peftlab")
+        })
+        .join("models");
+    let minilm = models.join("all-MiniLM-L6-v2");
+    let smollm2 = models.join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !minilm.join("model.safetensors").exists() || !smollm2.exists() {
+        run(Command::new("bash").arg(root.join("scripts/fetch_models.sh")))?;
+    }
+    let target = root.join("target");
+    let torch_run = |name: &str| -> Result<Value, String> {
+        let out = target.join(name);
+        run(Command::new(&py)
+            .arg(root.join("scripts/bench_torch_forward.py"))
+            .arg("--minilm")
+            .arg(&minilm)
+            .arg("--smollm2")
+            .arg(&smollm2)
+            .arg("--out")
+            .arg(&out))?;
+        let text = fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))
+    };
+    eprintln!("[1/3] PyTorch …");
+    let before = torch_run("bench-torch-before.json")?;
+    eprintln!("[2/3] peftlab (criterion) …");
+    run(Command::new(env!("CARGO")).current_dir(root).args([
+        "bench",
+        "-p",
+        "peftlab-models",
+        "--bench",
+        "forward",
+    ]))?;
+    eprintln!("[3/3] PyTorch again …");
+    let after = torch_run("bench-torch-after.json")?;
+    let ours = read_criterion(&target.join("criterion"))?;
+    let table = render(&ours, &before, &after);
+    println!("{table}");
+    let out = target.join("bench-models.md");
+    fs::write(&out, &table).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+fn render(ours: &std::collections::BTreeMap<String, f64>, before: &Value, after: &Value) -> String {
+    let mut s = format!(
+        "PyTorch {} (transformers {}, {} threads) vs peftlab (flex), medians in seconds\n\n\
+         | forward | PyTorch before | peftlab | PyTorch after | peftlab / PyTorch (mean) |\n\
+         |---|---|---|---|---|\n",
+        before["torch"].as_str().unwrap_or("?"),
+        before["transformers"].as_str().unwrap_or("?"),
+        before["threads"]
+    );
+    for id in ["minilm/forward/b32_t64", "smollm2/forward/b8_t64"] {
+        let (b, a) = (
+            before["results"][id].as_f64(),
+            after["results"][id].as_f64(),
+        );
+        let o = ours.get(id).copied();
+        let cell = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.3}"));
+        let ratio = match (o, b, a) {
+            (Some(o), Some(b), Some(a)) => format!("{:.2}×", o / ((a + b) / 2.0)),
+            _ => "–".into(),
+        };
+        s += &format!(
+            "| {id} | {} | {} | {} | {ratio} |\n",
+            cell(b),
+            cell(o),
+            cell(a)
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_ratio_against_the_mean_pytorch_time() {
+        let before = serde_json::json!({"torch": "2.15.0", "transformers": "5.24.0", "threads": 2,
+            "results": {"minilm/forward/b32_t64": 0.3, "smollm2/forward/b8_t64": 0.5}});
+        let after = serde_json::json!({"results": {"minilm/forward/b32_t64": 0.5}});
+        let ours = [("minilm/forward/b32_t64".to_string(), 0.6)]
+            .into_iter()
+            .collect();
+        let t = render(&ours, &before, &after);
+        assert!(
+            t.contains("| minilm/forward/b32_t64 | 0.300 | 0.600 | 0.500 | 1.50× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| smollm2/forward/b8_t64 | 0.500 | – | – | – |"),
+            "{t}"
+        );
+    }
+}
