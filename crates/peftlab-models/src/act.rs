@@ -67,6 +67,9 @@ const LN2_LO: f32 = 1.428_606_8e-6;
 /// degree-7 Taylor polynomial (truncation error < 3e-9).
 #[inline(always)]
 fn exp(x: f32) -> f32 {
+    // max/min, not clamp: a NaN input must map to a finite value here (the integer conversion
+    // below would be undefined on NaN); the callers' outer `x·…` still propagates the NaN
+    #[allow(clippy::manual_clamp)]
     let x = x.max(-87.0).min(88.0);
     // round to nearest by the 1.5·2^23 trick (exact for |y| < 2^22, vectorizes without SSE4.1)
     let n = (x * LOG2E + 12_582_912.0) - 12_582_912.0;
@@ -77,7 +80,7 @@ fn exp(x: f32) -> f32 {
                 + z * (1.0 / 6.0
                     + z * (1.0 / 24.0
                         + z * (1.0 / 120.0 + z * (1.0 / 720.0 + z * (1.0 / 5040.0)))))));
-    // SAFETY: n is an integer in [-126, 127] after the clamp, so the conversion is exact
+    // SAFETY: x is finite in [-87, 88], so n is an integer in [-126, 127]: the conversion is exact
     let n = unsafe { n.to_int_unchecked::<i32>() };
     p * f32::from_bits(((n + 127) << 23) as u32)
 }
