@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::ModelError;
 use crate::act::{self, Activation};
-use crate::safetensors_dir::Checkpoint;
+use crate::safetensors_dir::{Checkpoint, linear_weight};
 
 /// The `config.json` fields a BERT needs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -281,7 +281,7 @@ impl Bert {
             let w = ck.take(&format!("{prefix}.weight"), [d_out, d_in], device)?;
             let b = ck.take(&format!("{prefix}.bias"), [d_out], device)?;
             let mut l = AdaptedLinear::new(d_in, d_out, true, device);
-            l.weight = Param::from_tensor(w.transpose());
+            l.weight = Param::from_tensor(linear_weight(w));
             l.bias = Some(Param::from_tensor(b));
             Ok(l)
         };
@@ -414,10 +414,11 @@ impl BertForSequenceClassification {
                        d_out: usize|
              -> Result<AdaptedLinear, ModelError> {
                 let mut l = AdaptedLinear::new(d, d_out, true, device);
-                l.weight = Param::from_tensor(
-                    ck.take(&format!("{name}.weight"), [d_out, d], device)?
-                        .transpose(),
-                );
+                l.weight = Param::from_tensor(linear_weight(ck.take(
+                    &format!("{name}.weight"),
+                    [d_out, d],
+                    device,
+                )?));
                 l.bias = Some(Param::from_tensor(ck.take(
                     &format!("{name}.bias"),
                     [d_out],
@@ -447,7 +448,7 @@ impl BertForSequenceClassification {
         if ck.contains("classifier.weight") {
             let w = ck.take("classifier.weight", [num_labels, d], device)?;
             let b = ck.take("classifier.bias", [num_labels], device)?;
-            classifier.weight = Param::from_tensor(w.transpose());
+            classifier.weight = Param::from_tensor(linear_weight(w));
             classifier.bias = Some(Param::from_tensor(b));
         } else {
             let mut rng = peftlab_linalg::init::SeededRng::new(seed);

@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 use crate::ModelError;
 use crate::act::{self, Activation};
-use crate::safetensors_dir::Checkpoint;
+use crate::safetensors_dir::{Checkpoint, linear_weight};
 
 /// The `config.json` fields DeBERTa-v2/v3 needs (transformers' `DebertaV2Config` names and
 /// defaults).
@@ -498,7 +498,7 @@ impl DebertaV2 {
             let w = ck.take(&format!("{name}.weight"), [d_out, d_in], device)?;
             let bias = ck.take(&format!("{name}.bias"), [d_out], device)?;
             let mut l = AdaptedLinear::new(d_in, d_out, true, device);
-            l.weight = Param::from_tensor(w.transpose());
+            l.weight = Param::from_tensor(linear_weight(w));
             l.bias = Some(Param::from_tensor(bias));
             Ok(l)
         };
@@ -658,10 +658,11 @@ impl DebertaV2ForSequenceClassification {
             |ck: &mut Checkpoint, name: &str, d_out: usize| -> Result<AdaptedLinear, ModelError> {
                 let mut l = AdaptedLinear::new(d, d_out, true, device);
                 if ck.contains(&format!("{name}.weight")) {
-                    l.weight = Param::from_tensor(
-                        ck.take(&format!("{name}.weight"), [d_out, d], device)?
-                            .transpose(),
-                    );
+                    l.weight = Param::from_tensor(linear_weight(ck.take(
+                        &format!("{name}.weight"),
+                        [d_out, d],
+                        device,
+                    )?));
                     l.bias = Some(Param::from_tensor(ck.take(
                         &format!("{name}.bias"),
                         [d_out],

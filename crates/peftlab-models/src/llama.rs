@@ -28,7 +28,7 @@ use crate::ModelError;
 use crate::act::{self, Activation};
 use crate::decoder::{CausalLm, KvCache, attend, causal_bias, rope};
 use crate::gguf::GgufFile;
-use crate::safetensors_dir::Checkpoint;
+use crate::safetensors_dir::{Checkpoint, linear_weight};
 
 /// The hyperparameters of a Llama model (transformers' `LlamaConfig` names).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -462,7 +462,7 @@ impl LlamaForCausalLm {
          -> Result<AdaptedLinear, ModelError> {
             let w = src.take(&format!("{name}.weight"), [d_out, d_in], device)?;
             let mut l = AdaptedLinear::new(d_in, d_out, false, device);
-            l.weight = Param::from_tensor(w.transpose());
+            l.weight = Param::from_tensor(linear_weight(w));
             Ok(l)
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);

@@ -190,3 +190,12 @@ impl Checkpoint {
         }
     }
 }
+
+/// `w` `[d_out, d_in]` (torch's `nn.Linear` layout) as a contiguous `[d_in, d_out]` tensor: the
+/// layout `AdaptedLinear` multiplies with. Materializing the transpose once at load keeps every
+/// forward GEMM on row-major operands (a transposed view made the GEMM pack a strided operand
+/// on every call; docs/performance.md).
+pub fn linear_weight(w: Tensor<2>) -> Tensor<2> {
+    let device = w.device();
+    Tensor::from_data(w.transpose().into_data(), &device)
+}

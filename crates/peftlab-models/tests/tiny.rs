@@ -204,3 +204,136 @@ fn bert_mean_pooling_head_classifies_the_masked_mean() {
         .unwrap();
     assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
 }
+
+/// Training runs through the autodiff path (burn's decomposed attention and GELU) while
+/// inference takes the fast path (fused attention, vectorized GELU): the gradient of
+/// `L = Σ logits ⊙ c` w.r.t. every LoRA `B` of BERT, RoBERTa and DeBERTa, taken on the autodiff
+/// device, must predict the inference-path change of `L` along that gradient:
+/// `(L(B + εG) − L(B − εG)) / 2ε ≈ ‖G‖²` (f32, ε = 1e-2; relative tolerance 2e-2).
+#[test]
+fn autodiff_gradients_agree_with_the_inference_path() {
+    use peftlab_adapters::lora::LoraConfig;
+    use peftlab_adapters::target::ModuleSelector;
+    use peftlab_adapters::{AdapterConfig, attach};
+
+    fn loss<M: Classifier>(m: &M, ids: &Tensor<2, Int>, mask: &Tensor<2>) -> Tensor<1> {
+        let logits = m.logits(ids.clone(), mask.clone());
+        let dev = logits.device();
+        let c = Tensor::<2>::from_data(
+            TensorData::new(vec![0.3f32, -1.1, 0.7, 1.3, 0.2, -0.5], [2, 3]),
+            &dev,
+        );
+        (logits * c).sum()
+    }
+    fn b_params<M: Classifier>(m: &mut M) -> Vec<Tensor<2>> {
+        let mut out = Vec::new();
+        m.for_each_linear_mut("", &mut |_, l| {
+            if let Some(a) = l.adapter.as_mut() {
+                for n in a.named_params_mut() {
+                    if n.name.starts_with("lora_B") {
+                        out.push(n.param.val());
+                    }
+                }
+            }
+        });
+        out
+    }
+    fn set_b<M: Classifier>(m: &mut M, values: &[Tensor<2>]) {
+        let mut i = 0;
+        m.for_each_linear_mut("", &mut |_, l| {
+            if let Some(a) = l.adapter.as_mut() {
+                for n in a.named_params_mut() {
+                    if n.name.starts_with("lora_B") {
+                        *n.param = burn::module::Param::from_tensor(values[i].clone());
+                        i += 1;
+                    }
+                }
+            }
+        });
+    }
+    fn check_model<M: Classifier>(load: &dyn Fn(&Device) -> M, targets: &[&str]) {
+        let plain = Device::default();
+        let ad = plain.clone().autodiff();
+        let cfg = AdapterConfig::Lora(LoraConfig::new(2, ModuleSelector::list(targets)));
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![1i64, 5, 9, 7, 2, 1, 8, 4, 2, 0], [2, 5]),
+            &plain,
+        );
+        let mask = Tensor::<2>::from_data(
+            TensorData::new(vec![1f32, 1., 1., 1., 1., 1., 1., 1., 1., 0.], [2, 5]),
+            &plain,
+        );
+        // B starts at zero; move it off zero (same values on both devices) so A matters too
+        let mut m_ad = load(&ad);
+        attach(&mut m_ad, &cfg, 7).unwrap();
+        let start: Vec<Tensor<2>> = b_params(&mut m_ad)
+            .iter()
+            .enumerate()
+            .map(|(k, b)| {
+                let [r, c] = b.dims();
+                let v: Vec<f32> = (0..r * c)
+                    .map(|i| ((i * 7 + k * 3) % 11) as f32 * 0.05 - 0.25)
+                    .collect();
+                Tensor::from_data(TensorData::new(v, [r, c]), &plain)
+            })
+            .collect();
+        let on = |ts: &[Tensor<2>], dev: &Device| -> Vec<Tensor<2>> {
+            ts.iter()
+                .map(|t| Tensor::from_data(t.clone().into_data(), dev).require_grad())
+                .collect()
+        };
+        set_b(&mut m_ad, &on(&start, &ad));
+        let grads = loss(
+            &m_ad,
+            &ids.clone().to_device(&ad),
+            &mask.clone().to_device(&ad),
+        )
+        .backward();
+        let g: Vec<Tensor<2>> = b_params(&mut m_ad)
+            .iter()
+            .map(|b| {
+                Tensor::from_data(
+                    b.grad(&grads).expect("B has a gradient").into_data(),
+                    &plain,
+                )
+            })
+            .collect();
+        let norm2: f64 = g
+            .iter()
+            .map(|t| t.clone().square().sum().into_scalar::<f64>())
+            .sum();
+        assert!(norm2 > 1e-6, "gradients are non-zero");
+        let eps = 1e-2 / norm2.sqrt();
+        let mut m = load(&plain);
+        attach(&mut m, &cfg, 7).unwrap();
+        let at = |sign: f64, m: &mut M| {
+            let moved: Vec<Tensor<2>> = start
+                .iter()
+                .zip(&g)
+                .map(|(s, gi)| s.clone() + gi.clone() * (sign * eps))
+                .collect();
+            set_b(m, &moved);
+            loss(m, &ids, &mask).into_scalar::<f64>()
+        };
+        let fd = (at(1.0, &mut m) - at(-1.0, &mut m)) / (2.0 * eps);
+        assert!(
+            (fd - norm2).abs() <= 2e-2 * norm2,
+            "directional derivative {fd} vs ‖G‖² {norm2}"
+        );
+    }
+    let dir = fixture("tiny_bert");
+    check_model(
+        &|d| BertForSequenceClassification::from_dir(&dir, 3, 0, d).unwrap(),
+        &["query", "value", "intermediate.dense"],
+    );
+    let dir = fixture("tiny_roberta");
+    check_model(
+        &|d| BertForSequenceClassification::from_dir(&dir, 3, 0, d).unwrap(),
+        &["query", "value"],
+    );
+    let dir = fixture("tiny_deberta_v3");
+    check_model(
+        &|d| DebertaV2ForSequenceClassification::from_dir(&dir, 3, 0, d).unwrap(),
+        &["query_proj", "value_proj", "intermediate.dense"],
+    );
+}
