@@ -6,9 +6,20 @@
 //!
 //! | architecture | module | loads |
 //! |---|---|---|
-//! | BERT (MiniLM, BERT-base), RoBERTa | [`bert`] | Hugging Face directory: `config.json`, `model.safetensors`, `tokenizer.json` |
+//! | BERT (MiniLM, BERT-base), RoBERTa | [`bert`] | Hugging Face directory |
+//! | DeBERTa-v2/v3 | [`deberta`] | Hugging Face directory |
+//! | GPT-2 | [`gpt2`] | Hugging Face directory |
+//! | Llama (SmolLM2) | [`llama`] | Hugging Face directory or `.gguf` ([`gguf`]) |
 //!
-//! More architectures (DeBERTa-v2/v3, GPT-2, Llama/GGUF) come with issue 4.
+//! A Hugging Face directory holds `config.json`, `model.safetensors` (or
+//! `model.safetensors.index.json` and its shards) and `tokenizer.json`. [`zoo::load`] picks the
+//! architecture for any path; [`generate`] decodes (greedy, beam) with the KV cache of
+//! [`decoder`]; [`hub`] resolves model ids when built with the `hub` feature; [`act`] holds the
+//! vectorized activations of the CPU inference path.
+//!
+//! Every model is checked against Hugging Face transformers on small random checkpoints
+//! (`scripts/transformers_fixtures.py`), and the real all-MiniLM-L6-v2 and SmolLM2-135M-Instruct
+//! against numpy references (`tests/`).
 #![warn(missing_docs)]
 
 pub mod act;
