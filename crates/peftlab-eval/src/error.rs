@@ -1,0 +1,24 @@
+//! Typed errors of the eval crate.
+
+use thiserror::Error;
+
+/// What can go wrong computing a metric.
+#[derive(Debug, Error, PartialEq)]
+pub enum EvalError {
+    /// Predictions and labels (or hypotheses and references) differ in length.
+    #[error("{what}: {left} predictions/hypotheses but {right} labels/references")]
+    LengthMismatch {
+        /// The metric.
+        what: &'static str,
+        /// Number of predictions or hypotheses.
+        left: usize,
+        /// Number of labels or reference sets.
+        right: usize,
+    },
+    /// No items to score.
+    #[error("{0}: nothing to score (empty input)")]
+    Empty(&'static str),
+    /// A value the metric cannot take (NaN score, unknown task or metric, …).
+    #[error("{0}")]
+    Invalid(String),
+}

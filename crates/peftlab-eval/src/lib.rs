@@ -1,0 +1,20 @@
+//! # peftlab-eval — metrics with reference parity
+//!
+//! | metric | module | reference it matches |
+//! |---|---|---|
+//! | accuracy, F1 (binary, macro), Matthews correlation | [`classification`] | scikit-learn |
+//! | Pearson, Spearman (average ranks for ties) | [`classification`] | scipy.stats |
+//! | GLUE per-task metrics and averaging | [`glue`] | the GLUE benchmark's rules |
+//! | corpus BLEU (13a tokenization, multiple references) | [`bleu`] | sacrebleu |
+//!
+//! Every metric is tested against values that `scripts/metric_references.py` computes with the
+//! reference implementation on generated cases (ties, constant predictions, empty hypotheses,
+//! multiple references); the tolerances are stated in `tests/parity.rs`.
+#![warn(missing_docs)]
+
+pub mod bleu;
+pub mod classification;
+pub mod error;
+pub mod glue;
+
+pub use error::EvalError;

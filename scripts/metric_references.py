@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Reference values for crates/peftlab-eval/tests/parity.rs, computed with the reference
+implementations on seeded generated cases (ties, constant predictions, empty hypotheses,
+multiple references, tricky tokenization).
+
+    python3 scripts/metric_references.py crates/peftlab-eval/tests/fixtures/references.json
+
+Needs: scikit-learn, scipy, sacrebleu==2.5.1 (tested: scikit-learn 1.9.1, scipy 1.17.1, numpy 2.4.6).
+"""
+import json
+import random
+import sys
+import warnings
+
+import numpy as np
+import sacrebleu
+import scipy
+import sklearn
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+warnings.filterwarnings("ignore")
+rng = random.Random(0)
+
+
+def nan_to_none(x):
+    x = float(x)
+    return None if x != x else x
+
+
+def classification_cases():
+    cases = []
+    for i in range(12):
+        n = rng.choice([2, 5, 17, 100, 333])
+        k = [2, 2, 3, 6][i % 4]
+        label = [rng.randrange(k) for _ in range(n)]
+        if i % 6 == 5:
+            pred = [label[0]] * n  # constant prediction
+        elif i % 6 == 4:
+            pred = list(label)  # perfect
+        else:
+            pred = [l if rng.random() < 0.7 else rng.randrange(k) for l in label]
+        c = {"pred": pred, "label": label,
+             "accuracy": accuracy_score(label, pred),
+             "f1_macro": f1_score(label, pred, average="macro"),
+             "mcc": matthews_corrcoef(label, pred)}
+        if k == 2:
+            c["f1_binary"] = f1_score(label, pred, average="binary", pos_label=1)
+        cases.append(c)
+    return cases
+
+
+def regression_cases():
+    cases = []
+    for i in range(10):
+        n = rng.choice([2, 3, 10, 57, 400])
+        if i % 5 == 0:  # heavy ties (STS-B style 0..5 in 0.2 steps)
+            x = [round(rng.randrange(26) * 0.2, 1) for _ in range(n)]
+        else:
+            x = [rng.gauss(0, 1) for _ in range(n)]
+        if i % 5 == 3:
+            y = [1.5] * n  # constant
+        else:
+            y = [a * rng.uniform(0.5, 2) + rng.gauss(0, 0.5) for a in x]
+            if i % 5 == 0:
+                y = [round(v, 1) for v in y]
+        cases.append({"x": x, "y": y,
+                      "pearson": nan_to_none(pearsonr(x, y)[0]),
+                      "spearman": nan_to_none(spearmanr(x, y)[0])})
+    return cases
+
+
+WORDS = ("the a cat dog sat on mat restaurant food is cheap near river Alimentum 's "
+         "family-friendly 5 out of 3.50 £20-25 city centre , . ! ? ( ) \" ' - U.S. e.g. "
+         "1,000 x-ray 2-3 & < > &amp; &quot; It In The").split(" ")
+
+
+def sentence(lo=0, hi=25):
+    n = rng.randint(lo, hi)
+    toks = [rng.choice(WORDS) for _ in range(n)]
+    out = ""
+    for t in toks:  # sometimes glue punctuation to the previous word
+        out += ("" if out and rng.random() < 0.3 else " ") + t
+    return out.strip()
+
+
+def bleu_cases():
+    cases = []
+    for i in range(10):
+        n = rng.choice([1, 3, 20, 150])
+        n_refs = [1, 2, 3][i % 3]
+        refs = [[sentence(3, 25) for _ in range(n)] for _ in range(n_refs)]
+        hyps = []
+        for j in range(n):
+            r = refs[0][j].split(" ")
+            if i == 4 and j == 0:
+                hyps.append("")  # empty hypothesis
+            elif rng.random() < 0.5:  # perturbed reference
+                h = [w for w in r if rng.random() > 0.2]
+                h += [rng.choice(WORDS) for _ in range(rng.randint(0, 3))]
+                hyps.append(" ".join(h))
+            else:
+                hyps.append(sentence(0, 20))
+        lowercase = i == 7
+        b = sacrebleu.corpus_bleu(hyps, refs, lowercase=lowercase)
+        cases.append({"hyps": hyps, "refs": [list(x) for x in zip(*refs)], "lowercase": lowercase,
+                      "bleu": b.score, "counts": b.counts, "totals": b.totals,
+                      "sys_len": b.sys_len, "ref_len": b.ref_len})
+    return cases
+
+
+def tokenizer_cases():
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    tok = Tokenizer13a()
+    lines = [sentence(0, 30) for _ in range(200)] + [
+        "It costs $3.50, ok?", "1-2 a-b &amp; x", "e.g. U.S.A.", "3.,4", "a.,b", "x\u00a0y\u2003z",
+        "tab\there", "end-\nline", "<skipped>gone", "quote &quot;q&quot; &lt;tag&gt;", "1,000.5-7",
+        "ümlaut café, naïve.", "a\u001cb", "..", ",,,", "-", "5-", "-5", "{curly}~[sq]`^_|\\",
+    ]
+    return [{"line": l, "tokens": tok(l)} for l in lines]
+
+
+def main():
+    out = {
+        "versions": {"scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
+                     "sacrebleu": sacrebleu.__version__, "numpy": np.__version__},
+        "classification": classification_cases(),
+        "regression": regression_cases(),
+        "bleu": bleu_cases(),
+        "tokenize_13a": tokenizer_cases(),
+    }
+    with open(sys.argv[1], "w") as f:
+        json.dump(out, f, indent=0, ensure_ascii=False)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
