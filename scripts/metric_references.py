@@ -5,7 +5,7 @@ multiple references, tricky tokenization).
 
     python3 scripts/metric_references.py crates/peftlab-eval/tests/fixtures/references.json
 
-Needs: scikit-learn, scipy, sacrebleu==2.5.1 (tested: scikit-learn 1.9.1, scipy 1.17.1, numpy 2.4.6).
+Needs: scikit-learn, scipy, sacrebleu==2.5.1, nltk==3.10.4, pycocoevalcap==1.2 (tested: scikit-learn 1.9.1, scipy 1.17.1, numpy 2.4.6).
 """
 import json
 import random
@@ -109,6 +109,39 @@ def bleu_cases():
     return cases
 
 
+def generation_cases():
+    """ROUGE-L and CIDEr-D (pycocoevalcap 1.2), NIST (nltk corpus_nist, n = 5) on lowercased,
+    space-tokenized E2E-like segments with 1-4 references each."""
+    from nltk.translate.nist_score import corpus_nist
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+    cases = []
+    for i in range(8):
+        n = rng.choice([2, 5, 30, 120])
+        refs = [[" ".join(sentence(4, 25).lower().split()) for _ in range(rng.randint(1, 4))]
+                for _ in range(n)]
+        hyps = []
+        for j in range(n):
+            r = refs[j][0].split()
+            if i == 3 and j == 1:
+                hyps.append("")
+            elif rng.random() < 0.6:
+                h = [w for w in r if rng.random() > 0.25] + [rng.choice(WORDS).lower()
+                                                            for _ in range(rng.randint(0, 3))]
+                hyps.append(" ".join(h))
+            else:
+                hyps.append(" ".join(sentence(1, 20).lower().split()))
+        gts = {k: refs[k] for k in range(n)}
+        res = {k: [hyps[k]] for k in range(n)}
+        rouge, rouge_per = Rouge().compute_score(gts, res)
+        cider, cider_per = Cider().compute_score(gts, res)
+        nist = corpus_nist([[r.split() for r in rs] for rs in refs], [h.split() for h in hyps], n=5)
+        cases.append({"hyps": hyps, "refs": refs, "rouge_l": float(rouge),
+                      "rouge_l_per": [float(x) for x in rouge_per], "cider_d": float(cider),
+                      "cider_d_per": [float(x) for x in cider_per], "nist": float(nist)})
+    return cases
+
+
 def tokenizer_cases():
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
     tok = Tokenizer13a()
@@ -123,11 +156,13 @@ def tokenizer_cases():
 def main():
     out = {
         "versions": {"scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
-                     "sacrebleu": sacrebleu.__version__, "numpy": np.__version__},
+                     "sacrebleu": sacrebleu.__version__, "numpy": np.__version__,
+                     "nltk": __import__("nltk").__version__, "pycocoevalcap": "1.2"},
         "classification": classification_cases(),
         "regression": regression_cases(),
         "bleu": bleu_cases(),
         "tokenize_13a": tokenizer_cases(),
+        "generation": generation_cases(),
     }
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=0, ensure_ascii=False)

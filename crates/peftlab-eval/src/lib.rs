@@ -6,6 +6,8 @@
 //! | Pearson, Spearman (average ranks for ties) | [`classification`] | scipy.stats |
 //! | GLUE per-task metrics and averaging | [`glue`] | the GLUE benchmark's rules |
 //! | corpus BLEU (13a tokenization, multiple references) | [`bleu`] | sacrebleu |
+//! | ROUGE-L, CIDEr-D | [`generation`] | pycocoevalcap (the E2E / COCO scripts) |
+//! | NIST | [`generation`] | nltk `corpus_nist` |
 //!
 //! Every metric is tested against values that `scripts/metric_references.py` computes with the
 //! reference implementation on generated cases (ties, constant predictions, empty hypotheses,
@@ -15,6 +17,7 @@
 pub mod bleu;
 pub mod classification;
 pub mod error;
+pub mod generation;
 pub mod glue;
 
 pub use error::EvalError;

@@ -1,5 +1,6 @@
 //! Parity with the reference implementations on the seeded cases of
-//! `scripts/metric_references.py` (scikit-learn 1.9.1, scipy 1.17.1, sacrebleu 2.5.1), committed
+//! `scripts/metric_references.py` (scikit-learn 1.9.1, scipy 1.17.1, sacrebleu 2.5.1, nltk 3.10.4,
+//! pycocoevalcap 1.2), committed
 //! as `tests/fixtures/references.json`. Tolerances:
 //! - accuracy, F1, MCC, Pearson, Spearman: 1e-9 relative (f64 sums in a different order);
 //!   NaN exactly where scipy gives NaN (constant input);
@@ -145,6 +146,57 @@ fn tokenize_13a_matches_sacrebleu() {
             tokenize_13a(line),
             c["tokens"].as_str().unwrap(),
             "line {line:?}"
+        );
+    }
+}
+
+/// ROUGE-L and CIDEr-D against pycocoevalcap 1.2, NIST against nltk 3.10.4 (`corpus_nist`,
+/// n = 5): corpus and per-segment values within 1e-9 relative.
+#[test]
+fn generation_metrics_match_pycocoevalcap_and_nltk() {
+    use peftlab_eval::generation::{cider_d, nist, rouge_l};
+    let r = refs();
+    for (i, c) in r["generation"].as_array().unwrap().iter().enumerate() {
+        let hyps: Vec<&str> = c["hyps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
+        let refs: Vec<Vec<&str>> = c["refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rs| {
+                rs.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap())
+                    .collect()
+            })
+            .collect();
+        let (rl, rl_per) = rouge_l(&hyps, &refs).unwrap();
+        close(rl, &c["rouge_l"], &format!("case {i} rouge_l"));
+        for (k, (g, w)) in rl_per
+            .iter()
+            .zip(c["rouge_l_per"].as_array().unwrap())
+            .enumerate()
+        {
+            close(*g, w, &format!("case {i} rouge_l segment {k}"));
+        }
+        let (cd, cd_per) = cider_d(&hyps, &refs).unwrap();
+        close(cd, &c["cider_d"], &format!("case {i} cider_d"));
+        for (k, (g, w)) in cd_per
+            .iter()
+            .zip(c["cider_d_per"].as_array().unwrap())
+            .enumerate()
+        {
+            close(*g, w, &format!("case {i} cider_d segment {k}"));
+        }
+        close(
+            nist(&hyps, &refs, 5).unwrap(),
+            &c["nist"],
+            &format!("case {i} nist"),
         );
     }
 }
