@@ -5,6 +5,8 @@
 //! peftlab predict  --model PATH [--adapter DIR] --text A [--text-pair B] [--format json]
 //! peftlab score    --model PATH [--adapter DIR] --text T [--format json]
 //! peftlab generate --model PATH [--adapter DIR] --prompt P [--max-new-tokens N] [--beams K]
+//! peftlab evaluate --metric bleu --hyp FILE --ref FILE [--ref FILE …]
+//! peftlab evaluate --metric accuracy --pred FILE --label FILE
 //! ```
 //!
 //! `PATH` is a Hugging Face model directory (`config.json`, `model.safetensors` or a sharded
@@ -86,6 +88,35 @@ enum Command {
         #[arg(long)]
         eos_token_id: Option<u32>,
     },
+    /// Score an output file: generation metrics (`--hyp` + one or more `--ref`) or
+    /// classification/regression metrics (`--pred` + `--label`); one item per line.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// bleu, rouge_l, cider_d, nist (generation); accuracy, f1, f1_macro, mcc, pearson,
+    /// spearman (classification / regression).
+    #[arg(long)]
+    metric: String,
+    /// Hypotheses, one per line.
+    #[arg(long)]
+    hyp: Option<PathBuf>,
+    /// References, one per line, aligned with `--hyp`; repeat for multiple references.
+    #[arg(long = "ref")]
+    refs: Vec<PathBuf>,
+    /// Predictions, one per line (class ids or scores).
+    #[arg(long)]
+    pred: Option<PathBuf>,
+    /// Gold labels, one per line.
+    #[arg(long)]
+    label: Option<PathBuf>,
+    /// BLEU: lowercase first (sacrebleu -lc).
+    #[arg(long)]
+    lowercase: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -332,8 +363,113 @@ fn generate_cmd(common: &Common, prompt: &str, cfg: GenerationConfig) -> Result<
     Ok(())
 }
 
+fn read_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines: Vec<String> = text
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect();
+    if text.ends_with('\n') {
+        lines.pop();
+    }
+    Ok(lines)
+}
+
+fn parse_column<T: std::str::FromStr>(path: &std::path::Path, what: &str) -> Result<Vec<T>> {
+    read_lines(path)?
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            l.trim()
+                .parse::<T>()
+                .map_err(|_| format!("{}:{}: {l:?} is not {what}", path.display(), i + 1).into())
+        })
+        .collect()
+}
+
+fn evaluate(a: &EvaluateArgs) -> Result<()> {
+    use peftlab_eval::{bleu, classification as c, generation as g};
+    let m = a.metric.as_str();
+    let value = match m {
+        "bleu" | "rouge_l" | "cider_d" | "nist" => {
+            let hyp = a.hyp.as_ref().ok_or("generation metrics need --hyp")?;
+            if a.refs.is_empty() {
+                return Err("generation metrics need at least one --ref".into());
+            }
+            let hyps = read_lines(hyp)?;
+            let streams: Vec<Vec<String>> = a
+                .refs
+                .iter()
+                .map(|r| read_lines(r))
+                .collect::<Result<_>>()?;
+            for (r, s) in a.refs.iter().zip(&streams) {
+                if s.len() != hyps.len() {
+                    return Err(format!(
+                        "{} has {} lines but {} has {}",
+                        r.display(),
+                        s.len(),
+                        hyp.display(),
+                        hyps.len()
+                    )
+                    .into());
+                }
+            }
+            let refs: Vec<Vec<&str>> = (0..hyps.len())
+                .map(|i| streams.iter().map(|s| s[i].as_str()).collect())
+                .collect();
+            match m {
+                "bleu" => {
+                    let b = bleu::corpus_bleu(&hyps, &refs, a.lowercase)?;
+                    json!({"metric": m, "score": b.score, "details": b})
+                }
+                "rouge_l" => json!({"metric": m, "score": g::rouge_l(&hyps, &refs)?.0}),
+                "cider_d" => json!({"metric": m, "score": g::cider_d(&hyps, &refs)?.0}),
+                _ => json!({"metric": m, "score": g::nist(&hyps, &refs, 5)?}),
+            }
+        }
+        "accuracy" | "f1" | "f1_macro" | "mcc" | "pearson" | "spearman" => {
+            let (pred, label) = match (&a.pred, &a.label) {
+                (Some(p), Some(l)) => (p, l),
+                _ => return Err("classification metrics need --pred and --label".into()),
+            };
+            let score = if m == "pearson" || m == "spearman" {
+                let (p, l) = (
+                    parse_column::<f64>(pred, "a number")?,
+                    parse_column::<f64>(label, "a number")?,
+                );
+                if m == "pearson" {
+                    c::pearson(&p, &l)?
+                } else {
+                    c::spearman(&p, &l)?
+                }
+            } else {
+                let (p, l) = (
+                    parse_column::<usize>(pred, "a class id")?,
+                    parse_column::<usize>(label, "a class id")?,
+                );
+                match m {
+                    "accuracy" => c::accuracy(&p, &l)?,
+                    "f1" => c::f1_binary(&p, &l, 1)?,
+                    "f1_macro" => c::f1_macro(&p, &l)?,
+                    _ => c::matthews_corrcoef(&p, &l)?,
+                }
+            };
+            json!({"metric": m, "score": score})
+        }
+        other => {
+            return Err(format!(
+                "unknown metric {other:?}: bleu, rouge_l, cider_d, nist, accuracy, f1, f1_macro, mcc, pearson, spearman"
+            )
+            .into());
+        }
+    };
+    emit(a.format, &value, || format!("{}: {}\n", m, value["score"]));
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Evaluate(a) => evaluate(&a),
         Command::Inspect(common) => inspect(&common),
         Command::Predict {
             common,

@@ -246,3 +246,90 @@ fn real_smollm2_generates_paris() {
     assert_eq!(v["text"], "The capital of France is Paris.\n\nThe answer");
     assert_eq!(v["settings"]["eos_token_id"], 2);
 }
+
+/// `peftlab evaluate` on files: BLEU with two reference files equals sacrebleu's value from the
+/// eval crate's parity fixture; classification metrics from --pred/--label; bad lines and
+/// misaligned files are errors naming file and line.
+#[test]
+fn evaluate_scores_files_like_sacrebleu() {
+    let refs: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../peftlab-eval/tests/fixtures/references.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let case = refs["bleu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["refs"][0].as_array().unwrap().len() == 2 && !c["lowercase"].as_bool().unwrap())
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("peftlab-evaluate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, lines: Vec<String>| {
+        let p = dir.join(name);
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let hyp = write(
+        "hyp.txt",
+        case["hyps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap().to_string())
+            .collect(),
+    );
+    let col = |k: usize| -> Vec<String> {
+        case["refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rs| rs[k].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (r0, r1) = (write("ref0.txt", col(0)), write("ref1.txt", col(1)));
+    let v = json(&[
+        "evaluate", "--metric", "bleu", "--hyp", &hyp, "--ref", &r0, "--ref", &r1,
+    ]);
+    let want = case["bleu"].as_f64().unwrap();
+    assert!(
+        (v["score"].as_f64().unwrap() - want).abs() < 1e-9,
+        "{v} vs {want}"
+    );
+
+    let pred = write(
+        "pred.txt",
+        vec!["1".into(), "0".into(), "1".into(), "1".into()],
+    );
+    let label = write(
+        "label.txt",
+        vec!["1".into(), "0".into(), "0".into(), "1".into()],
+    );
+    let v = json(&[
+        "evaluate", "--metric", "accuracy", "--pred", &pred, "--label", &label,
+    ]);
+    assert_eq!(v["score"], 0.75);
+    let bad = write(
+        "bad.txt",
+        vec!["1".into(), "x".into(), "0".into(), "1".into()],
+    );
+    let (code, _, err) = peftlab(&[
+        "evaluate", "--metric", "mcc", "--pred", &bad, "--label", &label,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.txt:2") && err.contains("\"x\""), "{err}");
+    let n = case["hyps"].as_array().unwrap().len();
+    let short = write("short.txt", vec!["a b".to_string(); n + 1]);
+    let (code, _, err) = peftlab(&[
+        "evaluate", "--metric", "bleu", "--hyp", &hyp, "--ref", &short,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("short.txt has {} lines", n + 1)),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
