@@ -103,7 +103,8 @@ def bleu_cases():
                 hyps.append(sentence(0, 20))
         lowercase = i == 7
         b = sacrebleu.corpus_bleu(hyps, refs, lowercase=lowercase)
-        cases.append({"hyps": hyps, "refs": [list(x) for x in zip(*refs)], "lowercase": lowercase,
+        t = sacrebleu.metrics.TER().corpus_score(hyps, refs)
+        cases.append({"ter": t.score, "ter_edits": t.num_edits, "ter_ref_length": t.ref_length,"hyps": hyps, "refs": [list(x) for x in zip(*refs)], "lowercase": lowercase,
                       "bleu": b.score, "counts": b.counts, "totals": b.totals,
                       "sys_len": b.sys_len, "ref_len": b.ref_len})
     return cases
@@ -142,6 +143,34 @@ def generation_cases():
     return cases
 
 
+def ter_cases():
+    """TER on word-order-scrambled hypotheses (many shifts), long segments (beam and the
+    1000-candidate budget), empty sides."""
+    from sacrebleu.metrics import TER
+    cases = []
+    for i in range(6):
+        n = rng.choice([1, 5, 40])
+        refs = [[sentence(2, 60 if i == 5 else 25) for _ in range(n)] for _ in range([1, 2][i % 2])]
+        hyps = []
+        for j in range(n):
+            w = refs[0][j].split(" ")
+            if i == 2 and j == 0:
+                hyps.append("")
+                continue
+            k = rng.randrange(len(w))
+            w = w[k:] + w[:k]  # rotate: one long shift
+            if rng.random() < 0.5:
+                a, b = rng.randrange(len(w)), rng.randrange(len(w))
+                w[a], w[b] = w[b], w[a]
+            hyps.append(" ".join(w + [rng.choice(WORDS) for _ in range(rng.randint(0, 2))]))
+        if i == 3:
+            refs[0][0] = ""
+        t = TER().corpus_score(hyps, refs)
+        cases.append({"hyps": hyps, "refs": [list(x) for x in zip(*refs)], "ter": t.score,
+                      "ter_edits": t.num_edits, "ter_ref_length": t.ref_length})
+    return cases
+
+
 def tokenizer_cases():
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
     tok = Tokenizer13a()
@@ -163,6 +192,7 @@ def main():
         "bleu": bleu_cases(),
         "tokenize_13a": tokenizer_cases(),
         "generation": generation_cases(),
+        "ter": ter_cases(),
     }
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=0, ensure_ascii=False)

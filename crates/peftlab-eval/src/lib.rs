@@ -8,6 +8,7 @@
 //! | corpus BLEU (13a tokenization, multiple references) | [`bleu`] | sacrebleu |
 //! | ROUGE-L, CIDEr-D | [`generation`] | pycocoevalcap (the E2E / COCO scripts) |
 //! | NIST | [`generation`] | nltk `corpus_nist` |
+//! | TER | [`ter`] | sacrebleu (Tercom re-implementation) |
 //!
 //! Every metric is tested against values that `scripts/metric_references.py` computes with the
 //! reference implementation on generated cases (ties, constant predictions, empty hypotheses,
@@ -19,5 +20,6 @@ pub mod classification;
 pub mod error;
 pub mod generation;
 pub mod glue;
+pub mod ter;
 
 pub use error::EvalError;

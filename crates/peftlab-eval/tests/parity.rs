@@ -6,7 +6,8 @@
 //!   NaN exactly where scipy gives NaN (constant input);
 //! - BLEU: n-gram counts, totals and lengths exactly; the score within 1e-9 (sacrebleu itself
 //!   rounds to 0.01 for display);
-//! - 13a tokenization: identical strings on 219 lines (generated + edge cases).
+//! - 13a tokenization: identical strings on 219 lines (generated + edge cases);
+//! - TER: edit counts exactly, lengths and score within 1e-9.
 
 use peftlab_eval::bleu::{corpus_bleu, tokenize_13a};
 use peftlab_eval::classification::{
@@ -198,5 +199,51 @@ fn generation_metrics_match_pycocoevalcap_and_nltk() {
             &c["nist"],
             &format!("case {i} nist"),
         );
+    }
+}
+
+/// TER against sacrebleu 2.5.1 `TER()` defaults: total edits and reference length exactly
+/// (they are integers and averages of integers), the score within 1e-9; on the BLEU cases and
+/// on word-order-scrambled cases that need many shifts, long segments and empty sides.
+#[test]
+fn ter_matches_sacrebleu() {
+    use peftlab_eval::ter::corpus_ter;
+    let r = refs();
+    let cases = r["bleu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(r["ter"].as_array().unwrap());
+    for (i, c) in cases.enumerate() {
+        let hyps: Vec<&str> = c["hyps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
+        let refs: Vec<Vec<&str>> = c["refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rs| {
+                rs.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap())
+                    .collect()
+            })
+            .collect();
+        let t = corpus_ter(&hyps, &refs).unwrap();
+        assert_eq!(
+            t.num_edits,
+            c["ter_edits"].as_f64().unwrap(),
+            "case {i} edits"
+        );
+        close(
+            t.ref_length,
+            &c["ter_ref_length"],
+            &format!("case {i} ref length"),
+        );
+        close(t.score, &c["ter"], &format!("case {i} ter"));
     }
 }

@@ -95,7 +95,7 @@ enum Command {
 
 #[derive(Args)]
 struct EvaluateArgs {
-    /// bleu, rouge_l, cider_d, nist (generation); accuracy, f1, f1_macro, mcc, pearson,
+    /// bleu, ter, rouge_l, cider_d, nist (generation); accuracy, f1, f1_macro, mcc, pearson,
     /// spearman (classification / regression).
     #[arg(long)]
     metric: String,
@@ -391,7 +391,7 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
     use peftlab_eval::{bleu, classification as c, generation as g};
     let m = a.metric.as_str();
     let value = match m {
-        "bleu" | "rouge_l" | "cider_d" | "nist" => {
+        "bleu" | "ter" | "rouge_l" | "cider_d" | "nist" => {
             let hyp = a.hyp.as_ref().ok_or("generation metrics need --hyp")?;
             if a.refs.is_empty() {
                 return Err("generation metrics need at least one --ref".into());
@@ -421,6 +421,10 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
                 "bleu" => {
                     let b = bleu::corpus_bleu(&hyps, &refs, a.lowercase)?;
                     json!({"metric": m, "score": b.score, "details": b})
+                }
+                "ter" => {
+                    let t = peftlab_eval::ter::corpus_ter(&hyps, &refs)?;
+                    json!({"metric": m, "score": t.score, "details": t})
                 }
                 "rouge_l" => json!({"metric": m, "score": g::rouge_l(&hyps, &refs)?.0}),
                 "cider_d" => json!({"metric": m, "score": g::cider_d(&hyps, &refs)?.0}),
@@ -458,7 +462,7 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
         }
         other => {
             return Err(format!(
-                "unknown metric {other:?}: bleu, rouge_l, cider_d, nist, accuracy, f1, f1_macro, mcc, pearson, spearman"
+                "unknown metric {other:?}: bleu, ter, rouge_l, cider_d, nist, accuracy, f1, f1_macro, mcc, pearson, spearman"
             )
             .into());
         }
