@@ -49,7 +49,14 @@ pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
     let minilm = models.join("all-MiniLM-L6-v2");
     let smollm2 = models.join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !minilm.join("model.safetensors").exists() || !smollm2.exists() {
-        run(Command::new("bash").arg(root.join("scripts/fetch_models.sh")))?;
+        for name in ["minilm", "smollm2"] {
+            let a = peftlab_data::fetch::manifest()
+                .into_iter()
+                .find(|a| a.name == name)
+                .expect("in the manifest");
+            peftlab_data::fetch::fetch(&a, &peftlab_data::fetch::cache_dir())
+                .map_err(|e| e.to_string())?;
+        }
     }
     let target = root.join("target");
     let torch_run = |name: &str| -> Result<Value, String> {

@@ -4,6 +4,8 @@
 //! - `bench-linalg [--quick]`: run `peftlab-linalg`'s criterion benches and numpy/scipy (LAPACK)
 //!   on the same shapes in one go, and print the side-by-side table that docs/performance.md
 //!   records (also written to `target/bench-linalg.md`).
+//! - `fetch [--list] [--only NAME[,NAME…]]`: obtain the pinned models and datasets of
+//!   `crates/peftlab-data/manifest.toml` into the cache (`peftlab_data::fetch`).
 //! - `bench-models`: forward throughput of the real MiniLM and SmolLM2 checkpoints, peftlab
 //!   (criterion) and PyTorch (`scripts/bench_torch_forward.py`) side by side in one run
 //!   (`target/bench-models.md`).
@@ -19,6 +21,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   bench-linalg [--quick]   peftlab-linalg benches side by side with numpy/scipy (LAPACK)
+  fetch [--list] [--only NAME[,NAME…]]
+                           download the pinned models and datasets into the cache
   bench-models             MiniLM / SmolLM2 forward, peftlab vs PyTorch (PEFTLAB_PYTHON)
   reproduce <method>       rebuild a paper's table (mtlora, triadaptlora, loratrf, svda)
   help                     this text";
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench-linalg") => bench::bench_linalg(&workspace_root(), &args[1..]),
+        Some("fetch") => fetch(&args[1..]),
         Some("bench-models") => bench_models::bench_models(&workspace_root(), &args[1..]),
         Some("reproduce") => Err(reproduce_unavailable(args.get(1).map(String::as_str))),
         Some("help" | "-h" | "--help") | None => {
@@ -42,6 +47,80 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn fetch(args: &[String]) -> Result<(), String> {
+    use peftlab_data::fetch::{cache_dir, is_present, manifest};
+    let all = manifest();
+    let mut only: Option<Vec<String>> = None;
+    let mut list = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--list" => list = true,
+            "--only" => {
+                let v = it.next().ok_or("--only needs NAME[,NAME…]")?;
+                only = Some(v.split(',').map(str::to_string).collect());
+            }
+            other => return Err(format!("fetch: unknown argument `{other}`")),
+        }
+    }
+    if let Some(names) = &only
+        && let Some(bad) = names.iter().find(|n| !all.iter().any(|a| &a.name == *n))
+    {
+        let known: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
+        return Err(format!(
+            "fetch: no artifact `{bad}` (known: {})",
+            known.join(", ")
+        ));
+    }
+    let cache = cache_dir();
+    let chosen: Vec<_> = all
+        .iter()
+        .filter(|a| only.as_ref().is_none_or(|o| o.contains(&a.name)))
+        .collect();
+    if list {
+        println!("cache: {}", cache.display());
+        for a in &chosen {
+            println!(
+                "{:<9} {}=={} {:>6.1} MB  {:<8} -> {}  ({})",
+                a.name,
+                a.package,
+                a.version,
+                a.size as f64 / 1e6,
+                if is_present(a, &cache) {
+                    "present"
+                } else {
+                    "missing"
+                },
+                a.dest,
+                a.license
+            );
+        }
+        return Ok(());
+    }
+    for (k, a) in chosen.iter().enumerate() {
+        eprintln!(
+            "[{}/{}] {} ({}=={}, {:.1} MB)",
+            k + 1,
+            chosen.len(),
+            a.name,
+            a.package,
+            a.version,
+            a.size as f64 / 1e6
+        );
+        let fetched = peftlab_data::fetch::fetch(a, &cache).map_err(|e| e.to_string())?;
+        eprintln!(
+            "      {} {}",
+            if fetched {
+                "fetched into"
+            } else {
+                "present in"
+            },
+            cache.join(&a.dest).display()
+        );
+    }
+    Ok(())
 }
 
 fn reproduce_unavailable(method: Option<&str>) -> String {

@@ -4,7 +4,7 @@
 //! `cargo xtask bench-models` runs this and `scripts/bench_torch_forward.py` (PyTorch on the same
 //! models and shapes) side by side.
 //!
-//! Run: `cargo bench -p peftlab-models --bench forward` (needs `scripts/fetch_models.sh`).
+//! Run: `cargo bench -p peftlab-models --bench forward` (needs `cargo xtask fetch`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -37,7 +37,7 @@ fn forward(c: &mut Criterion) {
                 bch.iter(|| black_box(model.forward(x.clone(), mask.clone()).into_data()))
             });
         }
-        Err(e) => eprintln!("SKIPPED minilm ({e}); run scripts/fetch_models.sh"),
+        Err(e) => eprintln!("SKIPPED minilm ({e}); run `cargo xtask fetch`"),
     }
     g.finish();
     let mut g = c.benchmark_group("smollm2");
@@ -50,7 +50,7 @@ fn forward(c: &mut Criterion) {
                 bch.iter(|| black_box(model.logits(x.clone(), None).into_data()))
             });
         }
-        Err(e) => eprintln!("SKIPPED smollm2 ({e}); run scripts/fetch_models.sh"),
+        Err(e) => eprintln!("SKIPPED smollm2 ({e}); run `cargo xtask fetch`"),
     }
     g.finish();
 }

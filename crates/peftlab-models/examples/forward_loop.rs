@@ -13,7 +13,7 @@ fn main() {
     match which {
         "minilm" => {
             let m = peftlab_models::bert::Bert::from_dir(&models.join("all-MiniLM-L6-v2"), &dev)
-                .expect("run scripts/fetch_models.sh");
+                .expect("run `cargo xtask fetch`");
             let ids = Tensor::<2, Int>::ones([32, 64], &dev) * 1037;
             let mask = Tensor::<2>::ones([32, 64], &dev);
             std::hint::black_box(m.forward(ids.clone(), mask.clone()).into_data());
@@ -25,8 +25,7 @@ fn main() {
         }
         _ => {
             let path = models.join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
-            let g =
-                peftlab_models::gguf::GgufFile::open(&path).expect("run scripts/fetch_models.sh");
+            let g = peftlab_models::gguf::GgufFile::open(&path).expect("run `cargo xtask fetch`");
             let (m, _) = peftlab_models::llama::LlamaForCausalLm::from_gguf(&g, &dev).unwrap();
             let ids = Tensor::<2, Int>::ones([8, 64], &dev) * 1037;
             std::hint::black_box(m.logits(ids.clone(), None).into_data());

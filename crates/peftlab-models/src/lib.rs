@@ -38,13 +38,17 @@ pub mod zoo;
 
 pub use error::ModelError;
 
-/// The peftlab cache directory: `$PEFTLAB_CACHE`, else `~/.cache/peftlab`. Fetched models live
-/// under `models/` (e.g. `models/all-MiniLM-L6-v2`, `models/smollm2-135m-instruct-q4_1`).
+/// The peftlab cache directory: `$PEFTLAB_CACHE`, else `$XDG_CACHE_HOME/peftlab`, else
+/// `~/.cache/peftlab` (the rule of `peftlab_data::fetch::cache_dir`, which fills it). Fetched
+/// models live under `models/` (e.g. `models/all-MiniLM-L6-v2`,
+/// `models/smollm2-135m-instruct-q4_1`).
 pub fn cache_dir() -> std::path::PathBuf {
-    std::env::var_os("PEFTLAB_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/peftlab")
-        })
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("PEFTLAB_CACHE") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(p).join("peftlab");
+    }
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/peftlab")
 }

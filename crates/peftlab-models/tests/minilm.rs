@@ -1,7 +1,7 @@
 //! Real all-MiniLM-L6-v2 against the golden values of ../shared/data-and-models.md §8 (a numpy
 //! BERT forward pass): token ids exact, embedding within 1e-4 (golden values carry 5 decimals),
 //! cosine similarities within 1e-3 (3 decimals). Needs the fetched checkpoint:
-//! `scripts/fetch_models.sh` (CI runs it). Without it the tests are skipped with a message,
+//! `cargo xtask fetch` (CI runs it). Without it the tests are skipped with a message,
 //! except under `CI=true`, where a missing checkpoint fails.
 
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ fn model_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     let msg = format!(
-        "{} has no checkpoint: run scripts/fetch_models.sh",
+        "{} has no checkpoint: run `cargo xtask fetch`",
         dir.display()
     );
     assert!(std::env::var("CI").is_err(), "{msg}");

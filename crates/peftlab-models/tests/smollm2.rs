@@ -3,7 +3,7 @@
 //! the top-5 next tokens in order with logits within 0.01 (the reference prints 3 decimals;
 //! Q4_1 dequantization is exact, so only f32 summation order differs), and the mean NLL of the
 //! test sentence and of its shuffled words within 2e-3, and the greedy continuation
-//! (`"The capital of France is Paris.\n\nThe answer"`, KV-cached). Needs `scripts/fetch_models.sh`
+//! (`"The capital of France is Paris.\n\nThe answer"`, KV-cached). Needs `cargo xtask fetch`
 //! (CI runs it); skipped with a message without it, except under `CI=true`.
 
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ fn gguf_path() -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    let msg = format!("{} missing: run scripts/fetch_models.sh", p.display());
+    let msg = format!("{} missing: run `cargo xtask fetch`", p.display());
     assert!(std::env::var("CI").is_err(), "{msg}");
     eprintln!("SKIPPED: {msg}");
     None

@@ -228,10 +228,7 @@ fn real_smollm2_generates_paris() {
         .join("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !p.exists() {
         assert!(std::env::var("CI").is_err(), "{} missing", p.display());
-        eprintln!(
-            "SKIPPED: {} missing: run scripts/fetch_models.sh",
-            p.display()
-        );
+        eprintln!("SKIPPED: {} missing: run `cargo xtask fetch`", p.display());
         return;
     }
     let v = json(&[
