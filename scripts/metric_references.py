@@ -165,6 +165,14 @@ def ter_cases():
             hyps.append(" ".join(w + [rng.choice(WORDS) for _ in range(rng.randint(0, 2))]))
         if i == 3:
             refs[0][0] = ""
+        if i == 4:  # tiny vocabulary: many repeated words, shifts up to the end of the segment
+            refs = [[" ".join(rng.choice("a b c".split()) for _ in range(rng.randint(3, 14)))
+                     for _ in range(n)] for _ in range(len(refs))]
+            hyps = []
+            for j in range(n):
+                w = refs[0][j].split(" ")
+                k = rng.randrange(len(w))
+                hyps.append(" ".join(w[k:] + w[:k] + [rng.choice("a b c".split())]))
         t = TER().corpus_score(hyps, refs)
         cases.append({"hyps": hyps, "refs": [list(x) for x in zip(*refs)], "ter": t.score,
                       "ter_edits": t.num_edits, "ter_ref_length": t.ref_length})

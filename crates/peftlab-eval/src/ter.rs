@@ -134,10 +134,12 @@ fn perform_shift<'a>(w: &[&'a str], start: usize, len: usize, target: usize) -> 
         out.extend_from_slice(&w[start..start + len]);
         out.extend_from_slice(&w[target..]);
     } else {
+        // Python slices clamp: `len + target` may pass the end here
+        let cut = (len + target).min(w.len());
         out.extend_from_slice(&w[..start]);
-        out.extend_from_slice(&w[start + len..len + target]);
+        out.extend_from_slice(&w[start + len..cut.max(start + len)]);
         out.extend_from_slice(&w[start..start + len]);
-        out.extend_from_slice(&w[len + target..]);
+        out.extend_from_slice(&w[cut..]);
     }
     out
 }
