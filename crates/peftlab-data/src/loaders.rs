@@ -1,0 +1,703 @@
+//! Loaders: the GLUE tasks from a standard GLUE directory (the official TSV layouts), and the
+//! fetched real sets (normalized JSONL under the cache) with their documented, seeded splits.
+//!
+//! | task | source | split |
+//! |---|---|---|
+//! | `glue-<task>` | `DIR/<Task>/train.tsv`, `dev.tsv` (MNLI: `dev_matched.tsv` as dev, `dev_mismatched.tsv` as `extra["dev_mismatched"]`), `test.tsv` unlabelled | the official files |
+//! | `mr2` | VADER movie-review snippets, label = sign of the mean human score (the 37 zeros skipped) | 80/10/10 by id, seed 13 |
+//! | `mr-score` | the same snippets, regression on the score (−4…4) | 80/10/10 by id, seed 13 |
+//! | `boolq` | BoolQ: labelled rows of `combined.jsonl` not in `dev.jsonl` → train/dev 90/10; `dev.jsonl` → test | by question+passage, seed 17 |
+//! | `vitaminc` | BIG-bench VitaminC, evidence/claim → True/False/Neither | 80/10/10 by example, seed 19 |
+//! | `trec` | TREC questions, 6 coarse classes | 80/10/10 by question, seed 23 |
+//! | `e2e` | GEM E2E sample: one example per meaning representation, all its references | by MR: 170 / 21 / 22 of the 213 MRs, seed 29 |
+//! | `webnlg` | GEM WebNLG (en) sample: triples → text, all references | 80/10/10 by input, seed 31 |
+//!
+//! Errors name the file and line of a bad row; every row not used is counted in
+//! [`Dataset::skipped`] with its reason.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::DataError;
+use crate::fetch::{cache_dir, is_present, manifest};
+use crate::task::{Dataset, Example, InputKind, Label, LabelKind, TaskSpec, shuffle, split_of};
+
+fn file_err(path: &Path, reason: impl Into<String>) -> DataError {
+    DataError::File {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn row_err(path: &Path, line: usize, reason: impl Into<String>) -> DataError {
+    DataError::Row {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.into(),
+    }
+}
+
+fn read(path: &Path) -> Result<String, DataError> {
+    std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))
+}
+
+fn spec(
+    name: &str,
+    input: InputKind,
+    labels: LabelKind,
+    metrics: &[&str],
+    seed: u64,
+    d: &str,
+) -> TaskSpec {
+    TaskSpec {
+        name: name.into(),
+        input,
+        labels,
+        metrics: metrics.iter().map(|m| m.to_string()).collect(),
+        split_seed: seed,
+        description: d.into(),
+    }
+}
+
+fn classes(names: &[&str]) -> LabelKind {
+    LabelKind::Classes(names.iter().map(|s| s.to_string()).collect())
+}
+
+// ---------------------------------------------------------------- GLUE
+
+/// GLUE layout of one task: directory, columns of text a / b / label (by header name, or by
+/// index for CoLA which has no header), label values in class order.
+struct GlueLayout {
+    dir: &'static str,
+    header: bool,
+    a: &'static str,
+    b: Option<&'static str>,
+    label: &'static str,
+    values: &'static [&'static str],
+    names: &'static [&'static str],
+    metrics: &'static [&'static str],
+}
+
+fn glue_layout(task: &str) -> Option<GlueLayout> {
+    let l = |dir, header, a, b, label, values, names, metrics| GlueLayout {
+        dir,
+        header,
+        a,
+        b,
+        label,
+        values,
+        names,
+        metrics,
+    };
+    Some(match task {
+        "cola" => l(
+            "CoLA",
+            false,
+            "3",
+            None,
+            "1",
+            &["0", "1"],
+            &["unacceptable", "acceptable"],
+            &["mcc"],
+        ),
+        "sst2" => l(
+            "SST-2",
+            true,
+            "sentence",
+            None,
+            "label",
+            &["0", "1"],
+            &["negative", "positive"],
+            &["accuracy"],
+        ),
+        "mrpc" => l(
+            "MRPC",
+            true,
+            "#1 String",
+            Some("#2 String"),
+            "Quality",
+            &["0", "1"],
+            &["not_equivalent", "equivalent"],
+            &["accuracy", "f1"],
+        ),
+        "stsb" => l(
+            "STS-B",
+            true,
+            "sentence1",
+            Some("sentence2"),
+            "score",
+            &[],
+            &[],
+            &["pearson", "spearman"],
+        ),
+        "qqp" => l(
+            "QQP",
+            true,
+            "question1",
+            Some("question2"),
+            "is_duplicate",
+            &["0", "1"],
+            &["not_duplicate", "duplicate"],
+            &["accuracy", "f1"],
+        ),
+        "mnli" => l(
+            "MNLI",
+            true,
+            "sentence1",
+            Some("sentence2"),
+            "gold_label",
+            &["entailment", "neutral", "contradiction"],
+            &["entailment", "neutral", "contradiction"],
+            &["accuracy"],
+        ),
+        "qnli" => l(
+            "QNLI",
+            true,
+            "question",
+            Some("sentence"),
+            "label",
+            &["entailment", "not_entailment"],
+            &["entailment", "not_entailment"],
+            &["accuracy"],
+        ),
+        "rte" => l(
+            "RTE",
+            true,
+            "sentence1",
+            Some("sentence2"),
+            "label",
+            &["entailment", "not_entailment"],
+            &["entailment", "not_entailment"],
+            &["accuracy"],
+        ),
+        "wnli" => l(
+            "WNLI",
+            true,
+            "sentence1",
+            Some("sentence2"),
+            "label",
+            &["0", "1"],
+            &["not_entailment", "entailment"],
+            &["accuracy"],
+        ),
+        _ => return None,
+    })
+}
+
+/// Read one GLUE TSV. Unlabelled files (test) give `label: None`.
+fn glue_file(
+    path: &Path,
+    lay: &GlueLayout,
+    labelled: bool,
+    skipped: &mut BTreeMap<String, usize>,
+) -> Result<Vec<Example>, DataError> {
+    let text = read(path)?;
+    let mut lines = text.lines().enumerate();
+    // CoLA's labelled files have no header (columns: source, label, original label,
+    // sentence); its test file and every other file have one, and columns are found by name
+    let has_header = lay.header || !labelled;
+    let header: Vec<&str> = if has_header {
+        lines
+            .next()
+            .map(|(_, h)| h.split('\t').collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let by_name = |name: &str| -> Result<usize, DataError> {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| row_err(path, 1, format!("no column {name:?} in the header")))
+    };
+    let (ia, ib, il) = if !has_header {
+        (3, None, 1)
+    } else {
+        let a = if lay.header { lay.a } else { "sentence" };
+        let ib = lay.b.map(&by_name).transpose()?;
+        let il = if labelled {
+            by_name(lay.label)?
+        } else {
+            usize::MAX
+        };
+        (by_name(a)?, ib, il)
+    };
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        let get = |k: usize| f.get(k).copied();
+        let Some(a) = get(ia) else {
+            return Err(row_err(
+                path,
+                i + 1,
+                format!("{} fields, text column {ia} missing", f.len()),
+            ));
+        };
+        let b = match ib {
+            Some(k) => Some(
+                get(k)
+                    .ok_or_else(|| {
+                        row_err(
+                            path,
+                            i + 1,
+                            format!("{} fields, text column {k} missing", f.len()),
+                        )
+                    })?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let label = if labelled {
+            let raw = get(il)
+                .ok_or_else(|| {
+                    row_err(
+                        path,
+                        i + 1,
+                        format!("{} fields, label column {il} missing", f.len()),
+                    )
+                })?
+                .trim();
+            if lay.values.is_empty() {
+                Some(Label::Score(raw.parse().map_err(|_| {
+                    row_err(path, i + 1, format!("score {raw:?} is not a number"))
+                })?))
+            } else {
+                match lay.values.iter().position(|v| *v == raw) {
+                    Some(c) => Some(Label::Class(c)),
+                    None if raw == "-" => {
+                        // MNLI rows without annotator agreement
+                        *skipped.entry("no gold label (\"-\")".into()).or_insert(0) += 1;
+                        continue;
+                    }
+                    None => {
+                        return Err(row_err(
+                            path,
+                            i + 1,
+                            format!("label {raw:?} is not one of {:?}", lay.values),
+                        ));
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        out.push(Example {
+            id: format!(
+                "{}:{}",
+                path.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                i + 1
+            ),
+            text_a: a.to_string(),
+            text_b: b,
+            label,
+        });
+    }
+    Ok(out)
+}
+
+/// A GLUE task (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `qnli`, `rte`, `wnli`) from a
+/// standard GLUE directory (`DIR/CoLA/train.tsv`, …, as the GLUE download script lays it out).
+pub fn glue(dir: &Path, task: &str) -> Result<Dataset, DataError> {
+    let lay = glue_layout(task).ok_or_else(|| {
+        file_err(
+            dir,
+            format!(
+                "unknown GLUE task {task:?} (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)"
+            ),
+        )
+    })?;
+    let d = dir.join(lay.dir);
+    let mut skipped = BTreeMap::new();
+    let train = glue_file(&d.join("train.tsv"), &lay, true, &mut skipped)?;
+    let dev_name = if task == "mnli" {
+        "dev_matched.tsv"
+    } else {
+        "dev.tsv"
+    };
+    let dev = glue_file(&d.join(dev_name), &lay, true, &mut skipped)?;
+    let mut extra = BTreeMap::new();
+    if task == "mnli" {
+        extra.insert(
+            "dev_mismatched".to_string(),
+            glue_file(&d.join("dev_mismatched.tsv"), &lay, true, &mut skipped)?,
+        );
+    }
+    let test_path = d.join(if task == "mnli" {
+        "test_matched.tsv"
+    } else {
+        "test.tsv"
+    });
+    let test = if test_path.exists() {
+        glue_file(&test_path, &lay, false, &mut skipped)?
+    } else {
+        Vec::new()
+    };
+    let labels = if lay.values.is_empty() {
+        LabelKind::Score
+    } else {
+        classes(lay.names)
+    };
+    let input = if lay.b.is_some() {
+        InputKind::Pair
+    } else {
+        InputKind::Single
+    };
+    Ok(Dataset {
+        task: spec(
+            &format!("glue-{task}"),
+            input,
+            labels,
+            lay.metrics,
+            0,
+            &format!(
+                "GLUE {} from {} (official train/dev files; test unlabelled)",
+                lay.dir,
+                d.display()
+            ),
+        ),
+        train,
+        dev,
+        test,
+        extra,
+        skipped,
+    })
+}
+
+// ---------------------------------------------------------------- fetched sets
+
+/// The names of the fetched tasks [`load`] knows.
+pub const FETCHED_TASKS: [&str; 7] = [
+    "mr2", "mr-score", "boolq", "vitaminc", "trec", "e2e", "webnlg",
+];
+
+fn jsonl(path: &Path) -> Result<Vec<Value>, DataError> {
+    read(path)?
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| row_err(path, i + 1, e.to_string())))
+        .collect()
+}
+
+fn artifact_dir(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
+    let a = manifest()
+        .into_iter()
+        .find(|a| a.name == name)
+        .expect("artifact named in the manifest");
+    if !is_present(&a, cache) {
+        return Err(DataError::Tool(format!(
+            "{} is not in {}: run `cargo xtask fetch --only {name}`",
+            a.dest,
+            cache.display()
+        )));
+    }
+    Ok(cache.join(a.dest))
+}
+
+fn str_field<'a>(v: &'a Value, key: &str, path: &Path, line: usize) -> Result<&'a str, DataError> {
+    v[key]
+        .as_str()
+        .ok_or_else(|| row_err(path, line, format!("no string {key:?}")))
+}
+
+fn split3(seed: u64, rows: Vec<(String, Example)>, train: f64, dev: f64) -> [Vec<Example>; 3] {
+    let mut out = [Vec::new(), Vec::new(), Vec::new()];
+    for (key, ex) in rows {
+        out[split_of(seed, &key, train, dev)].push(ex);
+    }
+    out
+}
+
+/// Load a fetched task from the cache (`$PEFTLAB_CACHE` rules; see the module table).
+pub fn load(task: &str) -> Result<Dataset, DataError> {
+    load_from(task, &cache_dir())
+}
+
+/// [`load`] from a given cache directory.
+pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
+    let mut skipped = BTreeMap::new();
+    let (spec_, [train, dev, test]) = match task {
+        "mr2" | "mr-score" => {
+            let p = artifact_dir("mr", cache)?.join("snippets.jsonl");
+            let mut rows = Vec::new();
+            for (i, v) in jsonl(&p)?.into_iter().enumerate() {
+                let id = str_field(&v, "id", &p, i + 1)?.to_string();
+                let text = str_field(&v, "text", &p, i + 1)?.to_string();
+                let score = v["score"]
+                    .as_f64()
+                    .ok_or_else(|| row_err(&p, i + 1, "no number \"score\""))?;
+                let label = if task == "mr-score" {
+                    Label::Score(score)
+                } else if score == 0.0 {
+                    *skipped
+                        .entry("mean score exactly 0 (no sentiment sign)".into())
+                        .or_insert(0) += 1;
+                    continue;
+                } else {
+                    Label::Class(usize::from(score > 0.0))
+                };
+                rows.push((
+                    id.clone(),
+                    Example {
+                        id,
+                        text_a: text,
+                        text_b: None,
+                        label: Some(label),
+                    },
+                ));
+            }
+            let s = if task == "mr2" {
+                spec(
+                    "mr2",
+                    InputKind::Single,
+                    classes(&["negative", "positive"]),
+                    &["accuracy"],
+                    13,
+                    "MR movie-review snippets (VADER ground truth, Pang & Lee sentences), label = sign of the mean human rating; SST-2 substitute",
+                )
+            } else {
+                spec(
+                    "mr-score",
+                    InputKind::Single,
+                    LabelKind::Score,
+                    &["pearson", "spearman"],
+                    13,
+                    "MR snippets with the mean of ~20 human ratings (−4…4) as a regression target; STS-B substitute",
+                )
+            };
+            (s, split3(13, rows, 0.8, 0.1))
+        }
+        "boolq" => {
+            let d = artifact_dir("boolq", cache)?;
+            let dev_rows = jsonl(&d.join("dev.jsonl"))?;
+            let key = |v: &Value| {
+                format!(
+                    "{}\u{1f}{}",
+                    v["question"].as_str().unwrap_or(""),
+                    v["passage"].as_str().unwrap_or("")
+                )
+            };
+            // dev.jsonl keeps the title apart; combined.jsonl has "title -- passage"
+            let dev_keys: HashSet<String> = dev_rows
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{}\u{1f}{} -- {}",
+                        v["question"].as_str().unwrap_or(""),
+                        v["title"].as_str().unwrap_or(""),
+                        v["passage"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            let to_ex = |v: &Value, p: &Path, i: usize, id: String| -> Result<Example, DataError> {
+                let label = v["label"]
+                    .as_bool()
+                    .ok_or_else(|| row_err(p, i + 1, "no boolean label"))?;
+                Ok(Example {
+                    id,
+                    text_a: str_field(v, "question", p, i + 1)?.to_string(),
+                    text_b: Some(str_field(v, "passage", p, i + 1)?.to_string()),
+                    label: Some(Label::Class(usize::from(label))),
+                })
+            };
+            let cp = d.join("combined.jsonl");
+            let mut rows = Vec::new();
+            for (i, v) in jsonl(&cp)?.iter().enumerate() {
+                if !v["label"].is_boolean() {
+                    *skipped.entry("unlabelled (BoolQ test)".into()).or_insert(0) += 1;
+                    continue;
+                }
+                if dev_keys.contains(&key(v)) {
+                    *skipped
+                        .entry("in dev.jsonl (used as test)".into())
+                        .or_insert(0) += 1;
+                    continue;
+                }
+                rows.push((key(v), to_ex(v, &cp, i, format!("combined:{}", i + 1))?));
+            }
+            let dp = d.join("dev.jsonl");
+            let test = dev_rows
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let mut e = to_ex(v, &dp, i, format!("dev:{}", i + 1))?;
+                    // the same passage text as training sees: "title -- passage"
+                    if let (Some(t), Some(p)) = (v["title"].as_str(), e.text_b.as_mut()) {
+                        *p = format!("{t} -- {p}");
+                    }
+                    Ok(e)
+                })
+                .collect::<Result<Vec<_>, DataError>>()?;
+            let [tr, dv, _] = split3(17, rows, 0.9, 0.1);
+            (
+                spec(
+                    "boolq",
+                    InputKind::Pair,
+                    classes(&["false", "true"]),
+                    &["accuracy"],
+                    17,
+                    "BoolQ (SuperGLUE): question + passage → yes/no; official dev as test, train split 90/10 into train/dev; QNLI/RTE substitute",
+                ),
+                [tr, dv, test],
+            )
+        }
+        "vitaminc" => {
+            let p = artifact_dir("bigbench", cache)?.join("vitaminc.jsonl");
+            let names = ["True", "False", "Neither"];
+            let mut rows = Vec::new();
+            for (i, v) in jsonl(&p)?.into_iter().enumerate() {
+                let l = str_field(&v, "label", &p, i + 1)?;
+                let c = names
+                    .iter()
+                    .position(|n| *n == l)
+                    .ok_or_else(|| row_err(&p, i + 1, format!("label {l:?}")))?;
+                let id = format!("vitaminc:{i}");
+                rows.push((
+                    id.clone(),
+                    Example {
+                        id,
+                        text_a: str_field(&v, "evidence", &p, i + 1)?.to_string(),
+                        text_b: Some(str_field(&v, "claim", &p, i + 1)?.to_string()),
+                        label: Some(Label::Class(c)),
+                    },
+                ));
+            }
+            (
+                spec(
+                    "vitaminc",
+                    InputKind::Pair,
+                    classes(&names),
+                    &["accuracy", "f1_macro"],
+                    19,
+                    "VitaminC fact verification (BIG-bench): evidence + claim → True/False/Neither; MNLI substitute",
+                ),
+                split3(19, rows, 0.8, 0.1),
+            )
+        }
+        "trec" => {
+            let p = artifact_dir("trec", cache)?.join("questions.jsonl");
+            let names = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"];
+            let mut rows = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, v) in jsonl(&p)?.into_iter().enumerate() {
+                let q = str_field(&v, "question", &p, i + 1)?.to_string();
+                let c = str_field(&v, "coarse", &p, i + 1)?;
+                let c = names
+                    .iter()
+                    .position(|n| *n == c)
+                    .ok_or_else(|| row_err(&p, i + 1, format!("coarse class {c:?}")))?;
+                if !seen.insert(q.clone()) {
+                    *skipped.entry("duplicate question".into()).or_insert(0) += 1;
+                    continue;
+                }
+                rows.push((
+                    q.clone(),
+                    Example {
+                        id: format!("trec:{i}"),
+                        text_a: q,
+                        text_b: None,
+                        label: Some(Label::Class(c)),
+                    },
+                ));
+            }
+            (
+                spec(
+                    "trec",
+                    InputKind::Single,
+                    classes(&names),
+                    &["accuracy"],
+                    23,
+                    "TREC question classification, 6 coarse classes; split by question text (duplicates kept once)",
+                ),
+                split3(23, rows, 0.8, 0.1),
+            )
+        }
+        "e2e" | "webnlg" => {
+            let file = if task == "e2e" {
+                "e2e_nlg.jsonl"
+            } else {
+                "webnlg_en.jsonl"
+            };
+            let p = artifact_dir("bigbench", cache)?.join(file);
+            // one example per input with all its references (E2E lists each reference as a row)
+            let mut by_input: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (i, v) in jsonl(&p)?.into_iter().enumerate() {
+                let input = str_field(&v, "input", &p, i + 1)?.to_string();
+                let refs = v["refs"]
+                    .as_array()
+                    .ok_or_else(|| row_err(&p, i + 1, "no \"refs\""))?;
+                let e = by_input.entry(input).or_default();
+                for r in refs {
+                    e.push(
+                        r.as_str()
+                            .ok_or_else(|| row_err(&p, i + 1, "non-string reference"))?
+                            .to_string(),
+                    );
+                }
+            }
+            let examples: Vec<Example> = by_input
+                .into_iter()
+                .enumerate()
+                .map(|(k, (input, refs))| Example {
+                    id: format!("{task}:{k}"),
+                    text_a: input,
+                    text_b: None,
+                    label: Some(Label::Refs(refs)),
+                })
+                .collect();
+            let metrics = ["bleu", "nist", "rouge_l", "cider_d", "ter"];
+            if task == "e2e" {
+                // by meaning representation: 170 / 21 / 22 MRs, seeded order
+                let mut ex = examples;
+                shuffle(&mut ex, 29);
+                let test = ex.split_off(191.min(ex.len()));
+                let dev = ex.split_off(170.min(ex.len()));
+                (
+                    spec(
+                        "e2e",
+                        InputKind::DataToText,
+                        LabelKind::References,
+                        &metrics,
+                        29,
+                        "GEM E2E-NLG test sample (BIG-bench): 213 meaning representations with all references; split by MR 170/21/22 so no MR is in two splits",
+                    ),
+                    [ex, dev, test],
+                )
+            } else {
+                let rows = examples
+                    .into_iter()
+                    .map(|e| (e.text_a.clone(), e))
+                    .collect();
+                (
+                    spec(
+                        "webnlg",
+                        InputKind::DataToText,
+                        LabelKind::References,
+                        &metrics,
+                        31,
+                        "GEM WebNLG (en) test sample (BIG-bench): RDF triples → text, all references; split by input 80/10/10",
+                    ),
+                    split3(31, rows, 0.8, 0.1),
+                )
+            }
+        }
+        other => {
+            return Err(DataError::Manifest(format!(
+                "unknown task {other:?} (fetched: {}; GLUE: glue(dir, task))",
+                FETCHED_TASKS.join(", ")
+            )));
+        }
+    };
+    Ok(Dataset {
+        task: spec_,
+        train,
+        dev,
+        test,
+        extra: BTreeMap::new(),
+        skipped,
+    })
+}

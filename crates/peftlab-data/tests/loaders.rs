@@ -1,0 +1,170 @@
+//! Loaders on committed fixtures in the official GLUE TSV layouts (2–3 rows per file, copied
+//! from the real files' first rows), and on the fetched real sets when present (CI fetches
+//! them): split sizes, disjointness and label spaces.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use peftlab_data::loaders::{glue, load};
+use peftlab_data::task::{InputKind, Label, LabelKind};
+
+fn glue_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glue")
+}
+
+#[test]
+fn every_glue_layout_loads() {
+    let d = glue_dir();
+    let cola = glue(&d, "cola").unwrap();
+    assert_eq!(
+        (cola.train.len(), cola.dev.len(), cola.test.len()),
+        (2, 1, 1)
+    );
+    assert_eq!(cola.train[1].text_a, "They drank the pub.");
+    assert_eq!(cola.train[1].label, Some(Label::Class(0)));
+    assert_eq!(cola.test[0].label, None);
+    assert_eq!(cola.task.metrics, ["mcc"]);
+    let sst = glue(&d, "sst2").unwrap();
+    assert_eq!(sst.train[2].label, Some(Label::Class(1)));
+    assert_eq!(sst.test[0].text_a, "uneasy mishmash of styles and genres .");
+    let mrpc = glue(&d, "mrpc").unwrap();
+    assert_eq!(mrpc.task.input, InputKind::Pair);
+    assert_eq!(
+        mrpc.train[1].text_b.as_deref(),
+        Some("Yucaipa bought Dominick 's in 1995 .")
+    );
+    assert_eq!(mrpc.train[1].label, Some(Label::Class(0)));
+    let sts = glue(&d, "stsb").unwrap();
+    assert_eq!(sts.task.labels, LabelKind::Score);
+    assert_eq!(sts.train[1].label, Some(Label::Score(3.8)));
+    assert_eq!(
+        sts.train[1].text_b.as_deref(),
+        Some("A man is playing a flute.")
+    );
+    let qqp = glue(&d, "qqp").unwrap();
+    assert_eq!(qqp.dev[0].label, Some(Label::Class(1)));
+    let mnli = glue(&d, "mnli").unwrap();
+    // dev_matched: the gold label is the last of 16 columns; the "-" row is counted, not kept
+    assert_eq!(mnli.dev.len(), 1);
+    assert_eq!(mnli.dev[0].label, Some(Label::Class(1)));
+    assert_eq!(mnli.skipped["no gold label (\"-\")"], 1);
+    assert_eq!(mnli.extra["dev_mismatched"][0].label, Some(Label::Class(2)));
+    assert_eq!(
+        mnli.train[0].text_a,
+        "Conceptually cream skimming has two basic dimensions."
+    );
+    for (t, want) in [("qnli", 1), ("rte", 1), ("wnli", 1)] {
+        let ds = glue(&d, t).unwrap();
+        assert_eq!(ds.train[0].label, Some(Label::Class(want)), "{t}");
+    }
+}
+
+#[test]
+fn bad_glue_input_names_file_and_line() {
+    let tmp = std::env::temp_dir().join(format!("peftlab-glue-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("RTE")).unwrap();
+    std::fs::copy(glue_dir().join("RTE/dev.tsv"), tmp.join("RTE/dev.tsv")).unwrap();
+    std::fs::write(
+        tmp.join("RTE/train.tsv"),
+        "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\ta\tb\tmaybe\n",
+    )
+    .unwrap();
+    let e = glue(&tmp, "rte").unwrap_err().to_string();
+    assert!(
+        e.contains("RTE/train.tsv:3") && e.contains("\"maybe\""),
+        "{e}"
+    );
+    std::fs::write(
+        tmp.join("RTE/train.tsv"),
+        "index\tsentence1\tlabel\n0\ta\tentailment\n",
+    )
+    .unwrap();
+    let e = glue(&tmp, "rte").unwrap_err().to_string();
+    assert!(e.contains("train.tsv:1") && e.contains("sentence2"), "{e}");
+    std::fs::write(
+        tmp.join("RTE/train.tsv"),
+        "index\tsentence1\tsentence2\tlabel\n0\ta\n",
+    )
+    .unwrap();
+    let e = glue(&tmp, "rte").unwrap_err().to_string();
+    assert!(e.contains("train.tsv:2") && e.contains("2 fields"), "{e}");
+    let e = glue(&tmp, "mnli").unwrap_err().to_string();
+    assert!(e.contains("MNLI/train.tsv"), "{e}");
+    assert!(
+        glue(&tmp, "squad")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown GLUE task")
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+fn fetched(task: &str) -> Option<peftlab_data::task::Dataset> {
+    match load(task) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            assert!(std::env::var("CI").is_err(), "{e}");
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn fetched_tasks_split_as_documented() {
+    let Some(mr) = fetched("mr2") else { return };
+    let n = mr.train.len() + mr.dev.len() + mr.test.len();
+    assert_eq!(n, 10_605 - 37);
+    assert_eq!(mr.skipped.values().sum::<usize>(), 37);
+    let f = mr.train.len() as f64 / n as f64;
+    assert!((f - 0.8).abs() < 0.02, "train fraction {f}");
+    let ids: HashSet<&str> = mr.train.iter().map(|e| e.id.as_str()).collect();
+    assert!(mr.test.iter().all(|e| !ids.contains(e.id.as_str())));
+    let score = fetched("mr-score").unwrap();
+    assert_eq!(
+        score.train.len() + score.dev.len() + score.test.len(),
+        10_605
+    );
+
+    let b = fetched("boolq").unwrap();
+    assert_eq!(b.test.len(), 3_270);
+    assert_eq!(b.train.len() + b.dev.len(), 9_427, "{:?}", b.skipped);
+    assert_eq!(b.skipped["unlabelled (BoolQ test)"], 3_245);
+
+    let e = fetched("e2e").unwrap();
+    assert_eq!((e.train.len(), e.dev.len(), e.test.len()), (170, 21, 22));
+    let refs: usize = [&e.train, &e.dev, &e.test]
+        .iter()
+        .flat_map(|s| s.iter())
+        .map(|x| match &x.label {
+            Some(Label::Refs(r)) => r.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(refs, 1_000, "every reference kept");
+    let train_mrs: HashSet<&str> = e.train.iter().map(|x| x.text_a.as_str()).collect();
+    assert!(
+        e.dev
+            .iter()
+            .chain(&e.test)
+            .all(|x| !train_mrs.contains(x.text_a.as_str()))
+    );
+
+    let v = fetched("vitaminc").unwrap();
+    assert_eq!(v.train.len() + v.dev.len() + v.test.len(), 54_668);
+    let w = fetched("webnlg").unwrap();
+    assert!(
+        w.train.len() > 700 && w.test.len() > 60,
+        "{} {}",
+        w.train.len(),
+        w.test.len()
+    );
+    let t = fetched("trec").unwrap();
+    assert_eq!(
+        t.train.len() + t.dev.len() + t.test.len() + t.skipped.values().sum::<usize>(),
+        15_452
+    );
+    // seeded: loading twice gives the same split
+    assert_eq!(fetched("trec").unwrap().dev, t.dev);
+}
