@@ -20,6 +20,8 @@ pub mod classification;
 pub mod error;
 pub mod generation;
 pub mod glue;
+#[cfg(feature = "loops")]
+pub mod loops;
 pub mod ter;
 
 pub use error::EvalError;
