@@ -1,3 +1,4 @@
+#![cfg(feature = "loops")]
 //! Evaluation loops on the models crate's tiny transformers fixtures (word-level tokenizers):
 //! batched, padded classification gives the same predictions as one example at a time, and the
 //! generation loop's outputs are the models crate's `generate` outputs, scored by the metrics.
