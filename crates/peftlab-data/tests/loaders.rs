@@ -168,3 +168,51 @@ fn fetched_tasks_split_as_documented() {
     // seeded: loading twice gives the same split
     assert_eq!(fetched("trec").unwrap().dev, t.dev);
 }
+
+fn formats(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/formats")
+        .join(name)
+}
+
+/// The official E2E CSV (quoted fields with commas, doubled quotes and a newline), DART JSON
+/// and SuperGLUE / original BoolQ JSONL.
+#[test]
+fn user_formats_load() {
+    use peftlab_data::loaders::{boolq_jsonl, dart_json, e2e_csv};
+    let e2e = e2e_csv(&formats("e2e_devset.csv")).unwrap();
+    assert_eq!(e2e.len(), 2, "grouped by MR");
+    assert_eq!(
+        e2e[0].text_a,
+        "name[The Vaults], eatType[pub], priceRange[more than £30]"
+    );
+    let Some(Label::Refs(r)) = &e2e[0].label else {
+        panic!()
+    };
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        r[1],
+        "Close to Café Brazil, The Vaults pub serves \"fine\" food,\nwith a view."
+    );
+    let dart = dart_json(&formats("dart.json")).unwrap();
+    assert_eq!(
+        dart[0].text_a,
+        "(Mars Hill College | JOINED | 1973), (Mars Hill College | LOCATION | Mars Hill, North Carolina)"
+    );
+    assert!(matches!(&dart[1].label, Some(Label::Refs(r)) if r.len() == 2));
+    let b = boolq_jsonl(&formats("boolq.jsonl")).unwrap();
+    assert_eq!(b[0].label, Some(Label::Class(1)));
+    assert_eq!(
+        b[1].text_b.as_deref(),
+        Some("Powdered sugar -- Powdered sugar ...")
+    );
+    // a broken CSV names the line its record starts on
+    let tmp = std::env::temp_dir().join(format!("peftlab-e2e-bad-{}.csv", std::process::id()));
+    std::fs::write(&tmp, "mr,ref\n\"a\",\"b\"\n\"c,d\n").unwrap();
+    let e = e2e_csv(&tmp).unwrap_err().to_string();
+    assert!(e.contains(":3") && e.contains("unterminated"), "{e}");
+    std::fs::write(&tmp, "mr,ref\n\"a\",\"b\"\nc\n").unwrap();
+    let e = e2e_csv(&tmp).unwrap_err().to_string();
+    assert!(e.contains(":3") && e.contains("1 fields, expected 2"), "{e}");
+    std::fs::remove_file(&tmp).unwrap();
+}
