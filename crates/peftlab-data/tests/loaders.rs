@@ -213,6 +213,9 @@ fn user_formats_load() {
     assert!(e.contains(":3") && e.contains("unterminated"), "{e}");
     std::fs::write(&tmp, "mr,ref\n\"a\",\"b\"\nc\n").unwrap();
     let e = e2e_csv(&tmp).unwrap_err().to_string();
-    assert!(e.contains(":3") && e.contains("1 fields, expected 2"), "{e}");
+    assert!(
+        e.contains(":3") && e.contains("1 fields, expected 2"),
+        "{e}"
+    );
     std::fs::remove_file(&tmp).unwrap();
 }

@@ -107,3 +107,13 @@ fn boolq_mr_trec() {
         assert_eq!(c[k], n, "{k}");
     }
 }
+
+#[test]
+fn rotten_tomatoes_csv() {
+    let Some(rt) = rows("rt", "reviews.jsonl") else {
+        return;
+    };
+    assert_eq!(rt.len(), 13_905);
+    let c = count(&rt, |r| r["category"].as_str().unwrap().to_string());
+    assert_eq!((c["fresh"], c["rotten"], c["plot"]), (7_403, 5_405, 1_097));
+}
