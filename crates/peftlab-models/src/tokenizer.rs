@@ -15,7 +15,12 @@ use crate::gguf::{GgufFile, MetaValue};
 
 /// A Hugging Face tokenizer with its built-in padding and truncation turned off (the MiniLM
 /// `tokenizer.json` pads every input to 128 tokens).
-pub struct Tokenizer(tokenizers::Tokenizer);
+pub struct Tokenizer(
+    tokenizers::Tokenizer,
+    /// A copy configured to truncate at the given length, kept for the next call (cloning a
+    /// 30k-entry vocabulary per example made batching ~100× slower).
+    std::sync::Mutex<Option<(usize, tokenizers::Tokenizer)>>,
+);
 
 fn tok_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Tokenizer(e.to_string())
@@ -30,7 +35,7 @@ impl Tokenizer {
         })?;
         t.with_padding(None);
         t.with_truncation(None).map_err(tok_err)?;
-        Ok(Self(t))
+        Ok(Self(t, std::sync::Mutex::new(None)))
     }
 
     /// The byte-level BPE tokenizer stored in a GGUF file (`tokenizer.ggml.model = "gpt2"`):
@@ -89,7 +94,7 @@ impl Tokenizer {
                 .collect();
             t.add_special_tokens(special).map_err(tok_err)?;
         }
-        Ok(Self(t))
+        Ok(Self(t, std::sync::Mutex::new(None)))
     }
 
     /// Token ids of `text`, with the tokenizer's special tokens (`[CLS] … [SEP]` for BERT).
@@ -109,13 +114,18 @@ impl Tokenizer {
         pair: Option<&str>,
         max_len: usize,
     ) -> Result<(Vec<u32>, Vec<u32>), ModelError> {
-        let mut t = self.0.clone();
-        t.with_truncation(Some(TruncationParams {
-            max_length: max_len,
-            strategy: TruncationStrategy::LongestFirst,
-            ..Default::default()
-        }))
-        .map_err(tok_err)?;
+        let mut cached = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.as_ref().is_none_or(|(n, _)| *n != max_len) {
+            let mut t = self.0.clone();
+            t.with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                ..Default::default()
+            }))
+            .map_err(tok_err)?;
+            *cached = Some((max_len, t));
+        }
+        let t = &cached.as_ref().expect("set above").1;
         let enc = match pair {
             Some(b) => t.encode((text, b), true),
             None => t.encode(text, true),
