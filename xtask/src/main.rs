@@ -126,10 +126,10 @@ fn fetch(args: &[String]) -> Result<(), String> {
 fn reproduce_unavailable(method: Option<&str>) -> String {
     let method = method.unwrap_or("<method>");
     format!(
-        "`cargo xtask reproduce {method}` is not available yet: it needs the models, data and \
-         training crates, which are still being built (issues 4-6). What runs today: \
-         `cargo test --workspace`, `cargo xtask bench-linalg` and \
-         `cargo bench -p peftlab-adapters`."
+        "`cargo xtask reproduce {method}` is not available yet: it needs the training crate \
+         (issue 6). What runs today: `cargo test --workspace`, `cargo xtask fetch` (the pinned \
+         models and datasets), `cargo xtask bench-linalg`, `cargo xtask bench-models`, and the \
+         `peftlab` command (inspect / predict / score / generate / evaluate)."
     )
 }
 
