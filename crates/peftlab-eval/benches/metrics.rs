@@ -1,7 +1,9 @@
 //! Corpus metrics on 5,000 generated E2E-like segments with 2 references each (issue 5's
 //! benchmark shape): BLEU (13a tokenization included), CIDEr-D, ROUGE-L, TER.
 //!
-//! Run: `cargo bench -p peftlab-eval --bench metrics`
+//! Run: `cargo bench -p peftlab-eval --bench metrics`, then
+//! `python3 scripts/bench_metrics.py target/metrics-bench-corpus.json` for the references on the
+//! same corpus (it writes the corpus there on each run).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -78,6 +80,14 @@ fn corpus(n: usize) -> (Vec<String>, Vec<Vec<String>>) {
 
 fn metrics(c: &mut Criterion) {
     let (hyps, refs) = corpus(5000);
+    // the same corpus for `scripts/bench_metrics.py` (the Python references, side by side)
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/metrics-bench-corpus.json");
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let json = serde_json::json!({"hyps": hyps, "refs": refs});
+    let _ = std::fs::write(&out, json.to_string());
     let mut g = c.benchmark_group("metrics_5k");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     g.bench_function("bleu", |b| {

@@ -7,6 +7,7 @@
 //! peftlab generate --model PATH [--adapter DIR] --prompt P [--max-new-tokens N] [--beams K]
 //! peftlab evaluate --metric bleu --hyp FILE --ref FILE [--ref FILE …]
 //! peftlab evaluate --metric accuracy --pred FILE --label FILE
+//! peftlab evaluate --model PATH [--adapter DIR] --task mr2|boolq|e2e|glue-rte … [--split test]
 //! ```
 //!
 //! `PATH` is a Hugging Face model directory (`config.json`, `model.safetensors` or a sharded
@@ -96,9 +97,43 @@ enum Command {
 #[derive(Args)]
 struct EvaluateArgs {
     /// bleu, ter, rouge_l, cider_d, nist (generation); accuracy, f1, f1_macro, mcc, pearson,
-    /// spearman (classification / regression).
-    #[arg(long)]
+    /// spearman (classification / regression). Not needed with `--model` (the task's metrics).
+    #[arg(long, default_value = "")]
     metric: String,
+    /// Evaluate a model on a task split instead of files (`--task`, `--split`).
+    #[arg(long)]
+    model: Option<String>,
+    /// Adapter directory for `--model`.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Task for `--model`: a fetched task (mr2, mr-score, boolq, vitaminc, trec, e2e, webnlg) or
+    /// `glue-<task>` with `--glue-dir`.
+    #[arg(long)]
+    task: Option<String>,
+    /// GLUE directory for `glue-<task>`.
+    #[arg(long)]
+    glue_dir: Option<PathBuf>,
+    /// Split: train, dev or test.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Evaluate at most this many examples (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Classification batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Token limit of an encoded example.
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// Generation: prompt template; `{input}` is replaced by the example's data.
+    #[arg(long, default_value = "{input}\n")]
+    template: String,
+    /// Generation: beams.
+    #[arg(long, default_value_t = 1)]
+    beams: usize,
+    /// Generation: most new tokens.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
     /// Hypotheses, one per line.
     #[arg(long)]
     hyp: Option<PathBuf>,
@@ -387,8 +422,95 @@ fn parse_column<T: std::str::FromStr>(path: &std::path::Path, what: &str) -> Res
         .collect()
 }
 
+fn evaluate_model(a: &EvaluateArgs, model: &str) -> Result<()> {
+    use peftlab_data::task::LabelKind;
+    let task = a.task.as_deref().ok_or("--model needs --task")?;
+    let ds = match task.strip_prefix("glue-") {
+        Some(t) => peftlab_data::loaders::glue(
+            a.glue_dir.as_deref().ok_or("glue tasks need --glue-dir")?,
+            t,
+        )?,
+        None => peftlab_data::loaders::load(task)?,
+    };
+    let mut examples = match a.split.as_str() {
+        "train" => ds.train.clone(),
+        "dev" => ds.dev.clone(),
+        "test" => ds.test.clone(),
+        other => ds.extra.get(other).cloned().ok_or_else(|| {
+            format!(
+                "no split {other:?} (train, dev, test{})",
+                ds.extra
+                    .keys()
+                    .map(|k| format!(", {k}"))
+                    .collect::<String>()
+            )
+        })?,
+    };
+    if a.limit > 0 {
+        examples.truncate(a.limit);
+    }
+    let num_labels = match &ds.task.labels {
+        LabelKind::Classes(c) => Some(c.len()),
+        LabelKind::Score => Some(1),
+        LabelKind::References => None,
+    };
+    let common = Common {
+        model: model.to_string(),
+        adapter: a.adapter.clone(),
+        format: a.format,
+    };
+    let (loaded, _) = open(&common, num_labels)?;
+    let tok = tokenizer(&loaded)?;
+    let device = Device::default();
+    let (metrics, n) = match ds.task.labels {
+        LabelKind::References => {
+            let lm = loaded
+                .model
+                .causal_lm()
+                .ok_or("generation tasks need a causal language model")?;
+            let cfg = GenerationConfig {
+                max_new_tokens: a.max_new_tokens,
+                num_beams: a.beams,
+                length_penalty: 1.0,
+                no_repeat_ngram_size: 0,
+                eos_token_id: loaded.eos_token_id,
+            };
+            let template = a.template.replace("\\n", "\n");
+            let prompt = |x: &str| template.replace("{input}", x);
+            let (m, _) = peftlab_eval::loops::evaluate_generator(
+                lm, tok, &ds.task, &examples, &prompt, &cfg,
+            )?;
+            (m, examples.len())
+        }
+        _ => {
+            let (m, _) = peftlab_eval::loops::evaluate_classifier(
+                &loaded.model,
+                tok,
+                &ds.task,
+                &examples,
+                a.batch_size,
+                a.max_length,
+                &device,
+            )?;
+            (m, examples.len())
+        }
+    };
+    let value = json!({"task": ds.task.name, "split": a.split, "examples": n, "metrics": metrics});
+    emit(a.format, &value, || {
+        let mut s = format!("{} {} ({n} examples)\n", ds.task.name, a.split);
+        for (k, v) in &metrics {
+            s += &format!("  {k}: {v:.4}\n");
+        }
+        s
+    });
+    Ok(())
+}
+
 fn evaluate(a: &EvaluateArgs) -> Result<()> {
     use peftlab_eval::{bleu, classification as c, generation as g};
+    if let Some(model) = &a.model {
+        return evaluate_model(a, model);
+    }
     let m = a.metric.as_str();
     let value = match m {
         "bleu" | "ter" | "rouge_l" | "cider_d" | "nist" => {

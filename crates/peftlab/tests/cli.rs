@@ -330,3 +330,68 @@ fn evaluate_scores_files_like_sacrebleu() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `peftlab evaluate --model …`: a classifier on a GLUE-layout split (the data crate's fixture)
+/// and, when the data is fetched, a decoder on the real E2E test split; metrics named by the
+/// task, errors for a split that does not exist.
+#[test]
+fn evaluate_runs_a_model_over_a_task_split() {
+    let glue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../peftlab-data/tests/fixtures/glue");
+    let m = fixture("tiny_bert");
+    let v = json(&[
+        "evaluate",
+        "--model",
+        m.to_str().unwrap(),
+        "--task",
+        "glue-mnli",
+        "--glue-dir",
+        glue.to_str().unwrap(),
+        "--split",
+        "dev_mismatched",
+    ]);
+    assert_eq!(v["task"], "glue-mnli");
+    assert_eq!(v["examples"], 1);
+    let acc = v["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(acc == 0.0 || acc == 100.0, "{v}");
+    let (code, _, err) = peftlab(&[
+        "evaluate",
+        "--model",
+        m.to_str().unwrap(),
+        "--task",
+        "glue-mnli",
+        "--glue-dir",
+        glue.to_str().unwrap(),
+        "--split",
+        "validation",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no split \"validation\"") && err.contains("dev_mismatched"),
+        "{err}"
+    );
+
+    if peftlab_data::loaders::load("e2e").is_err() {
+        assert!(std::env::var("CI").is_err(), "e2e not fetched");
+        eprintln!("SKIPPED: e2e not fetched (cargo xtask fetch)");
+        return;
+    }
+    let g = fixture("tiny_gpt2");
+    let v = json(&[
+        "evaluate",
+        "--model",
+        g.to_str().unwrap(),
+        "--task",
+        "e2e",
+        "--limit",
+        "4",
+        "--max-new-tokens",
+        "8",
+    ]);
+    assert_eq!(v["examples"], 4);
+    for k in ["bleu", "nist", "rouge_l", "cider_d", "ter"] {
+        assert!(
+            v["metrics"][k].as_f64().is_some_and(f64::is_finite),
+            "{k}: {v}"
+        );
+    }
+}
