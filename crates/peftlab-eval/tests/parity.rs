@@ -33,6 +33,20 @@ fn close(got: f64, want: &Value, what: &str) {
     }
 }
 
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+/// Hypotheses and per-segment references of a generation case.
+fn corpus(c: &Value) -> (Vec<&str>, Vec<Vec<&str>>) {
+    let refs = c["refs"].as_array().unwrap().iter().map(strs).collect();
+    (strs(&c["hyps"]), refs)
+}
+
 fn usizes(v: &Value) -> Vec<usize> {
     v.as_array()
         .unwrap()
@@ -101,24 +115,7 @@ fn correlations_match_scipy() {
 fn bleu_matches_sacrebleu() {
     let r = refs();
     for (i, c) in r["bleu"].as_array().unwrap().iter().enumerate() {
-        let hyps: Vec<&str> = c["hyps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h.as_str().unwrap())
-            .collect();
-        let refs: Vec<Vec<&str>> = c["refs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|rs| {
-                rs.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap())
-                    .collect()
-            })
-            .collect();
+        let (hyps, refs) = corpus(c);
         let s = corpus_bleu(&hyps, &refs, c["lowercase"].as_bool().unwrap()).unwrap();
         assert_eq!(s.correct.to_vec(), usizes(&c["counts"]), "case {i} counts");
         assert_eq!(s.total.to_vec(), usizes(&c["totals"]), "case {i} totals");
@@ -158,24 +155,7 @@ fn generation_metrics_match_pycocoevalcap_and_nltk() {
     use peftlab_eval::generation::{cider_d, nist, rouge_l};
     let r = refs();
     for (i, c) in r["generation"].as_array().unwrap().iter().enumerate() {
-        let hyps: Vec<&str> = c["hyps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h.as_str().unwrap())
-            .collect();
-        let refs: Vec<Vec<&str>> = c["refs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|rs| {
-                rs.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap())
-                    .collect()
-            })
-            .collect();
+        let (hyps, refs) = corpus(c);
         let (rl, rl_per) = rouge_l(&hyps, &refs).unwrap();
         close(rl, &c["rouge_l"], &format!("case {i} rouge_l"));
         for (k, (g, w)) in rl_per
@@ -215,24 +195,7 @@ fn ter_matches_sacrebleu() {
         .iter()
         .chain(r["ter"].as_array().unwrap());
     for (i, c) in cases.enumerate() {
-        let hyps: Vec<&str> = c["hyps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h.as_str().unwrap())
-            .collect();
-        let refs: Vec<Vec<&str>> = c["refs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|rs| {
-                rs.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap())
-                    .collect()
-            })
-            .collect();
+        let (hyps, refs) = corpus(c);
         let t = corpus_ter(&hyps, &refs).unwrap();
         assert_eq!(
             t.num_edits,

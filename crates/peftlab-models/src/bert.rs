@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
 use serde::Deserialize;
@@ -61,14 +61,7 @@ fn gelu_name() -> String {
 impl BertConfig {
     /// Read and check `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let c: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let c: BertConfig = crate::safetensors_dir::read_json(path)?;
         let bad = |key: &str, reason: String| ModelError::Config {
             path: path.to_path_buf(),
             key: key.into(),
@@ -248,42 +241,17 @@ impl Bert {
     ) -> Result<Self, ModelError> {
         let c = BertConfig::from_file(&dir.join("config.json"))?;
         let d = c.hidden_size;
-        let mut emb = |name: &str, n: usize| -> Result<Embedding, ModelError> {
-            let mut e = EmbeddingConfig::new(n, d).init(device);
-            e.weight = Param::from_tensor(ck.take(
-                &format!("{prefix}embeddings.{name}.weight"),
-                [n, d],
-                device,
-            )?);
-            Ok(e)
+        let mut emb = |name: &str, n: usize| {
+            ck.embedding(&format!("{prefix}embeddings.{name}"), n, d, device)
         };
         let word = emb("word_embeddings", c.vocab_size)?;
         let position = emb("position_embeddings", c.max_position_embeddings)?;
         let token_type = emb("token_type_embeddings", c.type_vocab_size)?;
-        let norm = |ck: &mut Checkpoint, prefix: &str| -> Result<LayerNorm, ModelError> {
-            let mut n = LayerNormConfig::new(d)
-                .with_epsilon(c.layer_norm_eps)
-                .init(device);
-            n.gamma = Param::from_tensor(ck.take(&format!("{prefix}.weight"), [d], device)?);
-            n.beta = Some(Param::from_tensor(ck.take(
-                &format!("{prefix}.bias"),
-                [d],
-                device,
-            )?));
-            Ok(n)
-        };
+        let eps = c.layer_norm_eps;
+        let norm = |ck: &mut Checkpoint, name: &str| ck.layer_norm(name, d, eps, device);
         let embeddings_norm = norm(ck, &format!("{prefix}embeddings.LayerNorm"))?;
-        let linear = |ck: &mut Checkpoint,
-                      prefix: &str,
-                      d_in: usize,
-                      d_out: usize|
-         -> Result<AdaptedLinear, ModelError> {
-            let w = ck.take(&format!("{prefix}.weight"), [d_out, d_in], device)?;
-            let b = ck.take(&format!("{prefix}.bias"), [d_out], device)?;
-            let mut l = AdaptedLinear::new(d_in, d_out, true, device);
-            l.weight = Param::from_tensor(linear_weight(w));
-            l.bias = Some(Param::from_tensor(b));
-            Ok(l)
+        let linear = |ck: &mut Checkpoint, name: &str, d_in: usize, d_out: usize| {
+            ck.linear(name, d_in, d_out, device)
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -409,23 +377,8 @@ impl BertForSequenceClassification {
         let d = bert.word_embeddings.weight.dims()[1];
         if bert.roberta {
             // RobertaClassificationHead: out_proj(tanh(dense(h[CLS])))
-            let lin = |ck: &mut Checkpoint,
-                       name: &str,
-                       d_out: usize|
-             -> Result<AdaptedLinear, ModelError> {
-                let mut l = AdaptedLinear::new(d, d_out, true, device);
-                l.weight = Param::from_tensor(linear_weight(ck.take(
-                    &format!("{name}.weight"),
-                    [d_out, d],
-                    device,
-                )?));
-                l.bias = Some(Param::from_tensor(ck.take(
-                    &format!("{name}.bias"),
-                    [d_out],
-                    device,
-                )?));
-                Ok(l)
-            };
+            let lin =
+                |ck: &mut Checkpoint, name: &str, d_out: usize| ck.linear(name, d, d_out, device);
             let head_dense = lin(&mut ck, "classifier.dense", d)?;
             let classifier = lin(&mut ck, "classifier.out_proj", num_labels)?;
             ck.finish(|n| n.ends_with("embeddings.position_ids"))?;

@@ -25,7 +25,7 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 use crate::ModelError;
 use crate::act::{self, Activation};
-use crate::safetensors_dir::{Checkpoint, linear_weight};
+use crate::safetensors_dir::Checkpoint;
 
 /// The `config.json` fields DeBERTa-v2/v3 needs (transformers' `DebertaV2Config` names and
 /// defaults).
@@ -120,14 +120,7 @@ fn yes() -> bool {
 impl DebertaV2Config {
     /// Read and check `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let c: Self = serde_json::from_str(&text).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let c: Self = crate::safetensors_dir::read_json(path)?;
         let bad = |key: &str, reason: String| ModelError::Config {
             path: path.to_path_buf(),
             key: key.into(),
@@ -449,14 +442,8 @@ impl DebertaV2 {
     ) -> Result<Self, ModelError> {
         let d = c.hidden_size;
         let de = c.embedding_size.unwrap_or(d);
-        let emb = |ck: &mut Checkpoint, name: &str, n: usize| -> Result<Embedding, ModelError> {
-            let mut e = EmbeddingConfig::new(n, de).init(device);
-            e.weight = Param::from_tensor(ck.take(
-                &format!("{prefix}embeddings.{name}.weight"),
-                [n, de],
-                device,
-            )?);
-            Ok(e)
+        let emb = |ck: &mut Checkpoint, name: &str, n: usize| {
+            ck.embedding(&format!("{prefix}embeddings.{name}"), n, de, device)
         };
         let word_embeddings = emb(ck, "word_embeddings", c.vocab_size)?;
         let position_embeddings = if c.position_biased_input {
@@ -478,29 +465,10 @@ impl DebertaV2 {
         } else {
             None
         };
-        let norm = |ck: &mut Checkpoint, name: &str| -> Result<LayerNorm, ModelError> {
-            let mut n = LayerNormConfig::new(d)
-                .with_epsilon(c.layer_norm_eps)
-                .init(device);
-            n.gamma = Param::from_tensor(ck.take(&format!("{name}.weight"), [d], device)?);
-            n.beta = Some(Param::from_tensor(ck.take(
-                &format!("{name}.bias"),
-                [d],
-                device,
-            )?));
-            Ok(n)
-        };
-        let linear = |ck: &mut Checkpoint,
-                      name: &str,
-                      d_in: usize,
-                      d_out: usize|
-         -> Result<AdaptedLinear, ModelError> {
-            let w = ck.take(&format!("{name}.weight"), [d_out, d_in], device)?;
-            let bias = ck.take(&format!("{name}.bias"), [d_out], device)?;
-            let mut l = AdaptedLinear::new(d_in, d_out, true, device);
-            l.weight = Param::from_tensor(linear_weight(w));
-            l.bias = Some(Param::from_tensor(bias));
-            Ok(l)
+        let eps = c.layer_norm_eps;
+        let norm = |ck: &mut Checkpoint, name: &str| ck.layer_norm(name, d, eps, device);
+        let linear = |ck: &mut Checkpoint, name: &str, d_in: usize, d_out: usize| {
+            ck.linear(name, d_in, d_out, device)
         };
         let embeddings_norm = norm(ck, &format!("{prefix}embeddings.LayerNorm"))?;
         let types = c.pos_att_types().unwrap_or_default();
@@ -656,29 +624,19 @@ impl DebertaV2ForSequenceClassification {
         let mut rng = peftlab_linalg::init::SeededRng::new(seed);
         let mut head =
             |ck: &mut Checkpoint, name: &str, d_out: usize| -> Result<AdaptedLinear, ModelError> {
-                let mut l = AdaptedLinear::new(d, d_out, true, device);
                 if ck.contains(&format!("{name}.weight")) {
-                    l.weight = Param::from_tensor(linear_weight(ck.take(
-                        &format!("{name}.weight"),
-                        [d_out, d],
-                        device,
-                    )?));
-                    l.bias = Some(Param::from_tensor(ck.take(
-                        &format!("{name}.bias"),
-                        [d_out],
-                        device,
-                    )?));
-                } else {
-                    let w = peftlab_linalg::init::Fill::Normal { std: 0.02 }.tensor(
-                        d,
-                        d_out,
-                        &mut rng,
-                        device,
-                        burn::tensor::DType::F32,
-                    );
-                    l.weight = Param::from_tensor(w);
-                    l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+                    return ck.linear(name, d, d_out, device);
                 }
+                let mut l = AdaptedLinear::new(d, d_out, true, device);
+                let w = peftlab_linalg::init::Fill::Normal { std: 0.02 }.tensor(
+                    d,
+                    d_out,
+                    &mut rng,
+                    device,
+                    burn::tensor::DType::F32,
+                );
+                l.weight = Param::from_tensor(w);
+                l.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
                 Ok(l)
             };
         let pooler = head(&mut ck, "pooler.dense", d)?;

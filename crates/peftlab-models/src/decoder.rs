@@ -106,6 +106,16 @@ pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tens
     ctx.swap_dims(1, 2).reshape([b, t, h * dh])
 }
 
+/// Logits `[B, T, V]` of hidden states `x` `[B, T, d]` under an LM head stored `[V, d]` (tied to
+/// the embedding or not).
+pub fn lm_head(x: Tensor<3>, head: Tensor<2>) -> Tensor<3> {
+    let [b, t, d] = x.dims();
+    let v = head.dims()[0];
+    x.reshape([b * t, d])
+        .matmul(head.transpose())
+        .reshape([b, t, v])
+}
+
 /// Rotary position embedding in Hugging Face's half-split layout: dimension `i < dh/2` pairs
 /// with `i + dh/2`, angle `pos · θ^(−2i/dh)`. `x`: `[B, H, t, dh]` at positions `start..start+t`.
 pub fn rope(x: Tensor<4>, start: usize, theta: f64) -> Tensor<4> {

@@ -14,13 +14,13 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Device, Int, Tensor};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
 use serde::Deserialize;
 
 use crate::ModelError;
-use crate::decoder::{CausalLm, KvCache, attend, causal_bias};
+use crate::decoder::{CausalLm, KvCache, attend, causal_bias, lm_head};
 use crate::safetensors_dir::Checkpoint;
 
 /// The `config.json` fields GPT-2 needs (transformers' `GPT2Config` names).
@@ -62,14 +62,7 @@ fn default_eps() -> f64 {
 impl Gpt2Config {
     /// Read and check `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let c: Self = serde_json::from_str(&text).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let c: Self = crate::safetensors_dir::read_json(path)?;
         let bad = |key: &str, reason: String| ModelError::Config {
             path: path.to_path_buf(),
             key: key.into(),
@@ -176,26 +169,13 @@ impl Gpt2LmHeadModel {
         };
         let d = c.n_embd;
         let inner = c.n_inner.unwrap_or(4 * d);
-        let emb = |ck: &mut Checkpoint, name: &str, n: usize| -> Result<Embedding, ModelError> {
-            let mut e = EmbeddingConfig::new(n, d).init(device);
-            e.weight =
-                Param::from_tensor(ck.take(&format!("{pre}{name}.weight"), [n, d], device)?);
-            Ok(e)
+        let emb = |ck: &mut Checkpoint, name: &str, n: usize| {
+            ck.embedding(&format!("{pre}{name}"), n, d, device)
         };
         let wte = emb(&mut ck, "wte", c.vocab_size)?;
         let wpe = emb(&mut ck, "wpe", c.n_positions)?;
-        let norm = |ck: &mut Checkpoint, name: &str| -> Result<LayerNorm, ModelError> {
-            let mut n = LayerNormConfig::new(d)
-                .with_epsilon(c.layer_norm_epsilon)
-                .init(device);
-            n.gamma = Param::from_tensor(ck.take(&format!("{name}.weight"), [d], device)?);
-            n.beta = Some(Param::from_tensor(ck.take(
-                &format!("{name}.bias"),
-                [d],
-                device,
-            )?));
-            Ok(n)
-        };
+        let eps = c.layer_norm_epsilon;
+        let norm = |ck: &mut Checkpoint, name: &str| ck.layer_norm(name, d, eps, device);
         let conv1d = |ck: &mut Checkpoint,
                       name: &str,
                       d_in: usize,
@@ -262,13 +242,7 @@ impl Gpt2LmHeadModel {
         if let Some(c) = cache {
             c.advance(t);
         }
-        let x = self.ln_f.forward(x);
-        let d = x.dims()[2];
-        let w = self.wte.weight.val();
-        let v = w.dims()[0];
-        x.reshape([b * t, d])
-            .matmul(w.transpose())
-            .reshape([b, t, v])
+        lm_head(self.ln_f.forward(x), self.wte.weight.val())
     }
 }
 

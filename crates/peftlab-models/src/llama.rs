@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use crate::ModelError;
 use crate::act::{self, Activation};
-use crate::decoder::{CausalLm, KvCache, attend, causal_bias, rope};
+use crate::decoder::{CausalLm, KvCache, attend, causal_bias, lm_head, rope};
 use crate::gguf::GgufFile;
 use crate::safetensors_dir::{Checkpoint, linear_weight};
 
@@ -185,14 +185,7 @@ impl LlamaConfig {
 
     /// Read and check a Hugging Face `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let c: Self = serde_json::from_str(&text).map_err(|e| ModelError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let c: Self = crate::safetensors_dir::read_json(path)?;
         if c.model_type != "llama" {
             return Err(ModelError::Config {
                 path: path.to_path_buf(),
@@ -521,16 +514,11 @@ impl LlamaForCausalLm {
         if let Some(c) = cache {
             c.advance(t);
         }
-        let x = self.norm.forward(x);
-        let d = x.dims()[2];
         let head = match &self.lm_head {
             Some(w) => w.val(),
             None => self.embed_tokens.weight.val(),
         };
-        let v = head.dims()[0];
-        x.reshape([b * t, d])
-            .matmul(head.transpose())
-            .reshape([b, t, v])
+        lm_head(self.norm.forward(x), head)
     }
 }
 

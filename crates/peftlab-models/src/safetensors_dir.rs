@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use peftlab_adapters::AdaptedLinear;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::ModelError;
@@ -188,6 +191,65 @@ impl Checkpoint {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// Read a JSON file into `T` (a `config.json`); errors name the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| file_err(path, e.to_string()))
+}
+
+impl Checkpoint {
+    /// `NAME.weight` / `NAME.bias` of a LayerNorm of width `d`.
+    pub fn layer_norm(
+        &mut self,
+        name: &str,
+        d: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<LayerNorm, ModelError> {
+        let mut n = LayerNormConfig::new(d).with_epsilon(eps).init(device);
+        n.gamma = Param::from_tensor(self.take(&format!("{name}.weight"), [d], device)?);
+        n.beta = Some(Param::from_tensor(self.take(
+            &format!("{name}.bias"),
+            [d],
+            device,
+        )?));
+        Ok(n)
+    }
+
+    /// A biased linear layer `NAME.weight` `[d_out, d_in]` (torch `nn.Linear`) + `NAME.bias`, as
+    /// an [`AdaptedLinear`] (`[d_in, d_out]`, contiguous).
+    pub fn linear(
+        &mut self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<AdaptedLinear, ModelError> {
+        let w = self.take(&format!("{name}.weight"), [d_out, d_in], device)?;
+        let mut l = AdaptedLinear::new(d_in, d_out, true, device);
+        l.weight = Param::from_tensor(linear_weight(w));
+        l.bias = Some(Param::from_tensor(self.take(
+            &format!("{name}.bias"),
+            [d_out],
+            device,
+        )?));
+        Ok(l)
+    }
+
+    /// An embedding table `NAME.weight` `[n, d]`.
+    pub fn embedding(
+        &mut self,
+        name: &str,
+        n: usize,
+        d: usize,
+        device: &Device,
+    ) -> Result<Embedding, ModelError> {
+        let mut e = EmbeddingConfig::new(n, d).init(device);
+        e.weight = Param::from_tensor(self.take(&format!("{name}.weight"), [n, d], device)?);
+        Ok(e)
     }
 }
 

@@ -65,17 +65,6 @@ pub struct Loaded {
     pub path: PathBuf,
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
 fn labels(config: &serde_json::Value, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
@@ -117,7 +106,7 @@ pub fn load(path: &Path, opts: &LoadOptions, device: &Device) -> Result<Loaded, 
         });
     }
     let config_path = path.join("config.json");
-    let config = read_json(&config_path)?;
+    let config: serde_json::Value = crate::safetensors_dir::read_json(&config_path)?;
     let model_type = config
         .get("model_type")
         .and_then(|v| v.as_str())

@@ -10,7 +10,7 @@
 //!   produces (so beams finish early);
 //! - the KV-cached step-by-step logits equal the uncached ones.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::load_adapter;
@@ -21,26 +21,8 @@ use peftlab_models::llama::LlamaForCausalLm;
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn f32s(bytes: &[u8]) -> Vec<f64> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-        .collect()
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
+mod common;
+use common::{f32s, fixture, max_diff};
 
 #[derive(Deserialize)]
 struct Run {

@@ -13,11 +13,8 @@ use peftlab_models::zoo::{LoadOptions, Model, load};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
+use common::fixture;
 
 /// A scratch copy of a fixture directory (config.json + model.safetensors).
 fn scratch(name: &str, tag: &str) -> PathBuf {

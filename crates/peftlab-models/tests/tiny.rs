@@ -8,7 +8,7 @@
 //! PEFT LoRA adapter with the saved head modules on top — logits within 1e-5 of PEFT's. Runs
 //! everywhere (the fixtures are committed, ~30 KB each).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::load_adapter;
@@ -16,30 +16,12 @@ use peftlab_models::bert::BertForSequenceClassification;
 use peftlab_models::deberta::DebertaV2ForSequenceClassification;
 use safetensors::SafeTensors;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
+use common::{f32s, fixture, max_diff};
 
 fn read(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<u8>) {
     let v = st.tensor(name).unwrap();
     (v.shape().to_vec(), v.data().to_vec())
-}
-
-fn f32s(bytes: &[u8]) -> Vec<f64> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-        .collect()
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 /// What the parity check needs of a sequence classifier.
