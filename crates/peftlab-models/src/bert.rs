@@ -62,17 +62,8 @@ impl BertConfig {
     /// Read and check `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let c: BertConfig = crate::safetensors_dir::read_json(path)?;
-        let bad = |key: &str, reason: String| ModelError::Config {
-            path: path.to_path_buf(),
-            key: key.into(),
-            reason,
-        };
-        if c.model_type != "bert" && c.model_type != "roberta" {
-            return Err(bad(
-                "model_type",
-                format!("{:?} is not \"bert\" or \"roberta\"", c.model_type),
-            ));
-        }
+        let bad = |key: &str, reason: String| ModelError::config(path, key, reason);
+        ModelError::check_model_type(path, &c.model_type, &["bert", "roberta"])?;
         if c.hidden_act != "gelu" {
             return Err(bad(
                 "hidden_act",

@@ -121,17 +121,8 @@ impl DebertaV2Config {
     /// Read and check `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let c: Self = crate::safetensors_dir::read_json(path)?;
-        let bad = |key: &str, reason: String| ModelError::Config {
-            path: path.to_path_buf(),
-            key: key.into(),
-            reason,
-        };
-        if c.model_type != "deberta-v2" {
-            return Err(bad(
-                "model_type",
-                format!("{:?} is not \"deberta-v2\"", c.model_type),
-            ));
-        }
+        let bad = |key: &str, reason: String| ModelError::config(path, key, reason);
+        ModelError::check_model_type(path, &c.model_type, &["deberta-v2"])?;
         if c.hidden_act != "gelu" {
             return Err(bad(
                 "hidden_act",

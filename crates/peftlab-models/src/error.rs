@@ -42,3 +42,31 @@ pub enum ModelError {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 }
+
+impl ModelError {
+    /// A `Config` error for `key` of the config file at `path`.
+    pub fn config(path: &std::path::Path, key: &str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            path: path.to_path_buf(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Check that `config.json`'s `model_type` is one of `allowed`.
+    pub fn check_model_type(
+        path: &std::path::Path,
+        got: &str,
+        allowed: &[&str],
+    ) -> Result<(), Self> {
+        if allowed.contains(&got) {
+            return Ok(());
+        }
+        let names: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+        Err(Self::config(
+            path,
+            "model_type",
+            format!("{got:?} is not {}", names.join(" or ")),
+        ))
+    }
+}

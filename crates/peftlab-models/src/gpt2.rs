@@ -63,17 +63,8 @@ impl Gpt2Config {
     /// Read and check `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let c: Self = crate::safetensors_dir::read_json(path)?;
-        let bad = |key: &str, reason: String| ModelError::Config {
-            path: path.to_path_buf(),
-            key: key.into(),
-            reason,
-        };
-        if c.model_type != "gpt2" {
-            return Err(bad(
-                "model_type",
-                format!("{:?} is not \"gpt2\"", c.model_type),
-            ));
-        }
+        let bad = |key: &str, reason: String| ModelError::config(path, key, reason);
+        ModelError::check_model_type(path, &c.model_type, &["gpt2"])?;
         if !matches!(
             c.activation_function.as_str(),
             "gelu_new" | "gelu_pytorch_tanh"

@@ -117,11 +117,7 @@ impl LlamaConfig {
     }
 
     fn check(mut self, path: &Path) -> Result<Self, ModelError> {
-        let bad = |key: &str, reason: String| ModelError::Config {
-            path: path.to_path_buf(),
-            key: key.into(),
-            reason,
-        };
+        let bad = |key: &str, reason: String| ModelError::config(path, key, reason);
         if let Some(p) = &self.rope_parameters {
             let ty = p
                 .get("rope_type")
@@ -186,13 +182,7 @@ impl LlamaConfig {
     /// Read and check a Hugging Face `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let c: Self = crate::safetensors_dir::read_json(path)?;
-        if c.model_type != "llama" {
-            return Err(ModelError::Config {
-                path: path.to_path_buf(),
-                key: "model_type".into(),
-                reason: format!("{:?} is not \"llama\"", c.model_type),
-            });
-        }
+        ModelError::check_model_type(path, &c.model_type, &["llama"])?;
         c.check(path)
     }
 
