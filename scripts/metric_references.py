@@ -3,8 +3,10 @@
 implementations on seeded generated cases (ties, constant predictions, empty hypotheses,
 multiple references, tricky tokenization).
 
-    python3 scripts/metric_references.py crates/peftlab-eval/tests/fixtures/references.json
+    python3 scripts/metric_references.py crates/peftlab-eval/tests/fixtures/references.json [WORDNET_DIR]
 
+WORDNET_DIR (default: the fetched `data/wordnet-3.0` in the peftlab cache — `cargo xtask fetch
+--only wordnet`) is the WordNet 3.0 database nltk's METEOR reads.
 Needs: scikit-learn, scipy, sacrebleu==2.5.1, nltk==3.10.4, pycocoevalcap==1.2 (tested: scikit-learn 1.9.1, scipy 1.17.1, numpy 2.4.6).
 """
 import json
@@ -190,6 +192,137 @@ def tokenizer_cases():
     return [{"line": l, "tokens": tok(l)} for l in lines]
 
 
+M_WORDS = ("the a an The It restaurant restaurants eatery eateries cheap inexpensive low-cost near "
+           "close located situated sits lies serves served serving offers offered food foods meal "
+           "meals family-friendly kid friendly kids children child rated rating ratings high highly "
+           "good excellent great fine customer customers pub pubs coffee shop shops river riverside "
+           "centre center city town price prices priced range moderate average low is are was it "
+           "its there they called named name Alimentum Aromi Italian Chinese English French fast "
+           "by next to not and with but also which running ran runs happily happiness generalization "
+           "bought buying geese mice better best leaves").split(" ")
+SYN = {"restaurant": ["eatery", "restaurants"], "cheap": ["inexpensive", "cheaper", "low-cost"],
+       "near": ["close", "nearby", "nearer"], "serves": ["serve", "served", "offers", "serving"],
+       "food": ["foods", "meal", "nutrient"], "rated": ["rating", "ratings", "rate"],
+       "high": ["highly", "higher", "eminent"], "good": ["excellent", "great", "better", "well"],
+       "customer": ["customers", "client"], "shop": ["shops", "store", "shopping"],
+       "centre": ["center", "centers", "middle"], "city": ["town", "cities", "metropolis"],
+       "price": ["prices", "priced", "cost"], "kids": ["children", "child", "kid"],
+       "located": ["situated", "locate", "placed"], "running": ["ran", "runs", "run"],
+       "happily": ["happy", "happiness", "felicitous"], "bought": ["buy", "buying", "purchased"],
+       "geese": ["goose"], "mice": ["mouse"], "leaves": ["leaf", "left", "leave"],
+       "river": ["rivers", "riverside"], "fast": ["quick", "firm", "fasting"]}
+
+
+def meteor_sentence():
+    n = rng.randint(3, 22)
+    return " ".join(rng.choice(M_WORDS) for _ in range(n))
+
+
+def meteor_perturb(ref):
+    out = []
+    for w in ref.split():
+        r = rng.random()
+        if r < 0.1:
+            continue
+        if r < 0.45 and w.lower() in SYN:
+            out.append(rng.choice(SYN[w.lower()]))
+        elif r < 0.5:
+            out.append(w.upper() if rng.random() < 0.5 else w)
+            out.append(rng.choice(M_WORDS))
+        else:
+            out.append(w)
+    if rng.random() < 0.3 and len(out) > 3:  # move a chunk: fragmentation
+        k = rng.randrange(1, len(out) - 1)
+        out = out[k:] + out[:k]
+    return " ".join(out)
+
+
+def wordnet_reader(path):
+    """nltk's reader on the WordNet 3.0 files in `path`. nltk >= 3.10 opens files only below its
+    data paths and maps the loaded WordNet to its `corpora/wordnet`, so the files are presented
+    as that corpus of a temporary nltk_data directory (a copy: symlinks are resolved)."""
+    import os
+    import tempfile
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    root = tempfile.mkdtemp()
+    import shutil
+    shutil.copytree(path, os.path.join(root, "corpora", "wordnet"))  # a symlink is resolved
+    nltk.data.path.insert(0, root)
+    return WordNetCorpusReader(os.path.join(root, "corpora", "wordnet"), None)
+
+
+def meteor_cases(wn):
+    """nltk meteor_score (defaults alpha 0.9, beta 3, gamma 0.5) with WordNet 3.0 on
+    whitespace-tokenized segments with 1-3 references: synonyms, inflections, upper case,
+    shuffled chunks, an empty hypothesis, an empty reference, no match at all."""
+    from nltk.translate.meteor_score import meteor_score
+    cases = []
+    for i in range(8):
+        n = rng.choice([3, 10, 40, 120])
+        refs = [[meteor_sentence() for _ in range(rng.randint(1, 3))] for _ in range(n)]
+        hyps = [meteor_perturb(rng.choice(rs)) if rng.random() < 0.8 else meteor_sentence()
+                for rs in refs]
+        if i == 2:
+            hyps[0] = ""
+            refs[1] = ["", refs[1][0]] if refs[1] else [""]
+            hyps[2] = "zzz qqq"
+        per = [meteor_score([r.split() for r in rs], h.split(), wordnet=wn)
+               for h, rs in zip(hyps, refs)]
+        cases.append({"hyps": hyps, "refs": refs, "per": per, "mean": sum(per) / len(per)})
+    # the docstring example of nltk
+    h = ("It is a guide to action which ensures that the military always obeys the commands of "
+         "the party")
+    r = "It is a guide to action that ensures that the military will forever heed Party commands"
+    cases.append({"hyps": [h], "refs": [[r]],
+                  "per": [meteor_score([r.split()], h.split(), wordnet=wn)],
+                  "mean": meteor_score([r.split()], h.split(), wordnet=wn)})
+    return cases
+
+
+def index_lemmas(wn_dir, every):
+    import os
+    words = []
+    for suffix in ["noun", "verb", "adj", "adv"]:
+        with open(os.path.join(wn_dir, "index." + suffix)) as f:
+            for k, line in enumerate(f):
+                if not line.startswith(" ") and k % every == 0:
+                    w = line.split()[0]
+                    if "_" not in w:
+                        words.append(w)
+    return words
+
+
+def porter_cases(wn_dir):
+    """nltk PorterStemmer() (NLTK_EXTENSIONS) on WordNet lemmas and inflected forms."""
+    from nltk.stem.porter import PorterStemmer
+    p = PorterStemmer()
+    base = index_lemmas(wn_dir, 71)
+    words = list(base)
+    for w in base[::11]:
+        words += [w + "s", w + "es", w + "ed", w + "ing", w + "ly", w + "ness", w + "ational",
+                  w + "iveness", w + "alli", w + "logi", w + "y", w + "ies", w + "ied", w + "eed"]
+    words += ["sky", "skies", "dying", "lying", "news", "innings", "proceed", "exceeding", "ay",
+              "yy", "by", "Yelling", "SKIES", "a", "ab", "xyz", "bowlers", "agreed", "feed",
+              "hopping", "hissing", "fizzed", "failing", "filing", "conflated", "troubled",
+              "sized", "happy", "sky", "analogousli", "criticism", "electriciti", "über", "naïve"]
+    return [{"word": w, "stem": p.stem(w)} for w in words]
+
+
+def wordnet_cases(wn, wn_dir):
+    """Lemma names of synsets(word) for METEOR vocabulary, WordNet lemmas and inflections."""
+    words = [w.lower() for w in M_WORDS] + [x for v in SYN.values() for x in v]
+    lem = index_lemmas(wn_dir, 211)
+    words += lem + [w + "s" for w in lem[::3]] + [w + "ed" for w in lem[::5]] + [
+        w + "er" for w in lem[::5]] + ["axes", "oxen", "were", "better", "worst", "children",
+                                       "zzz", "", "galore", "ate", "stripped", "men", "dresses"]
+    out = []
+    for w in dict.fromkeys(words):
+        names = sorted({l.name() for s in wn.synsets(w) for l in s.lemmas()})
+        out.append({"word": w, "names": names})
+    return out
+
+
 def main():
     out = {
         "versions": {"scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
@@ -202,6 +335,15 @@ def main():
         "generation": generation_cases(),
         "ter": ter_cases(),
     }
+    import os
+    cache = os.environ.get("PEFTLAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "peftlab")
+    wn_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(cache, "data", "wordnet-3.0")
+    wn = wordnet_reader(wn_dir)
+    out["versions"]["wordnet"] = wn.get_version()
+    out["meteor"] = meteor_cases(wn)
+    out["porter"] = porter_cases(wn_dir)
+    out["wordnet"] = wordnet_cases(wn, wn_dir)
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=0, ensure_ascii=False)
         f.write("\n")

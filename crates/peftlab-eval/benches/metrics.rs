@@ -1,5 +1,7 @@
 //! Corpus metrics on 5,000 generated E2E-like segments with 2 references each (issue 5's
-//! benchmark shape): BLEU (13a tokenization included), CIDEr-D, ROUGE-L, TER.
+//! benchmark shape): BLEU (13a tokenization included), CIDEr-D, ROUGE-L, TER, and METEOR when
+//! the WordNet is fetched (`cargo xtask fetch --only wordnet`; the first run opens the database
+//! outside the timing).
 //!
 //! Run: `cargo bench -p peftlab-eval --bench metrics`, then
 //! `python3 scripts/bench_metrics.py target/metrics-bench-corpus.json` for the references on the
@@ -11,7 +13,9 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use peftlab_eval::bleu::corpus_bleu;
 use peftlab_eval::generation::{cider_d, rouge_l};
+use peftlab_eval::meteor::{MeteorParams, meteor};
 use peftlab_eval::ter::corpus_ter;
+use peftlab_eval::wordnet::WordNet;
 
 const WORDS: &[&str] = &[
     "the",
@@ -102,6 +106,15 @@ fn metrics(c: &mut Criterion) {
     g.bench_function("ter", |b| {
         b.iter(|| black_box(corpus_ter(&hyps, &refs).unwrap()))
     });
+    let wn_dir = peftlab_data::fetch::cache_dir().join("data/wordnet-3.0");
+    match WordNet::open(&wn_dir) {
+        Ok(wn) => {
+            g.bench_function("meteor", |b| {
+                b.iter(|| black_box(meteor(&hyps, &refs, &wn, MeteorParams::default()).unwrap()))
+            });
+        }
+        Err(e) => eprintln!("meteor not benchmarked: {e}"),
+    }
     g.finish();
 }
 

@@ -8,6 +8,7 @@
 //! | corpus BLEU (13a tokenization, multiple references) | [`bleu`] | sacrebleu |
 //! | ROUGE-L, CIDEr-D | [`generation`] | pycocoevalcap (the E2E / COCO scripts) |
 //! | NIST | [`generation`] | nltk `corpus_nist` |
+//! | METEOR (exact, Porter-stem and WordNet-synonym stages) | [`meteor`] (+ [`porter`], [`wordnet`]) | nltk `meteor_score` with WordNet 3.0 |
 //! | TER | [`ter`] | sacrebleu (Tercom re-implementation) |
 //!
 //! Every metric is tested against values that `scripts/metric_references.py` computes with the
@@ -22,6 +23,9 @@ pub mod generation;
 pub mod glue;
 #[cfg(feature = "loops")]
 pub mod loops;
+pub mod meteor;
+pub mod porter;
 pub mod ter;
+pub mod wordnet;
 
 pub use error::EvalError;

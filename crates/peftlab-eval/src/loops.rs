@@ -4,8 +4,9 @@
 //! greedy/beam search and scores the outputs against all references.
 //!
 //! Text handling for generation: BLEU and TER see the raw strings (sacrebleu's own 13a
-//! tokenization and TER normalization), while ROUGE-L, CIDEr-D and NIST see lowercased,
-//! 13a-tokenized strings, as the E2E scripts tokenize before those scorers.
+//! tokenization and TER normalization), while ROUGE-L, CIDEr-D, NIST and METEOR see lowercased,
+//! 13a-tokenized strings, as the E2E scripts tokenize before those scorers. METEOR uses the
+//! fetched WordNet 3.0 ([`default_wordnet`]; fetched on first use).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,9 @@ use crate::EvalError;
 use crate::bleu::{corpus_bleu, tokenize_13a};
 use crate::classification::{accuracy, f1_binary, f1_macro, matthews_corrcoef, pearson, spearman};
 use crate::generation::{cider_d, nist, rouge_l};
+use crate::meteor::{MeteorParams, meteor};
 use crate::ter::corpus_ter;
+use crate::wordnet::WordNet;
 
 fn invalid(e: impl std::fmt::Display) -> EvalError {
     EvalError::Invalid(e.to_string())
@@ -111,7 +114,21 @@ pub fn evaluate_classifier(
     Ok((metrics, pred.into_iter().map(|p| p as f64).collect()))
 }
 
-/// Score generated texts against references with the metric names of a generation task.
+/// The WordNet 3.0 of the peftlab cache (`cargo xtask fetch --only wordnet`), fetched when it is
+/// not there, opened once per process.
+pub fn default_wordnet() -> Result<&'static WordNet, EvalError> {
+    static WN: std::sync::OnceLock<WordNet> = std::sync::OnceLock::new();
+    if let Some(w) = WN.get() {
+        return Ok(w);
+    }
+    let dir = peftlab_data::fetch::ensure("wordnet", &peftlab_data::fetch::cache_dir())
+        .map_err(invalid)?;
+    let w = WordNet::open(&dir)?;
+    Ok(WN.get_or_init(|| w))
+}
+
+/// Score generated texts against references with the metric names of a generation task
+/// (bleu, ter, nist, rouge_l, cider_d, meteor).
 pub fn generation_metrics(
     names: &[String],
     outputs: &[String],
@@ -128,6 +145,9 @@ pub fn generation_metrics(
             "nist" => nist(&t_out, &t_refs, 5)?,
             "rouge_l" => 100.0 * rouge_l(&t_out, &t_refs)?.0,
             "cider_d" => cider_d(&t_out, &t_refs)?.0,
+            "meteor" => {
+                100.0 * meteor(&t_out, &t_refs, default_wordnet()?, MeteorParams::default())?.0
+            }
             other => return Err(invalid(format!("{other:?} is not a generation metric"))),
         };
         m.insert(n.clone(), v);

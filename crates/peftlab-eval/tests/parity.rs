@@ -7,13 +7,24 @@
 //! - BLEU: n-gram counts, totals and lengths exactly; the score within 1e-9 (sacrebleu itself
 //!   rounds to 0.01 for display);
 //! - 13a tokenization: identical strings on 219 lines (generated + edge cases);
-//! - TER: edit counts exactly, lengths and score within 1e-9.
+//! - TER: edit counts exactly, lengths and score within 1e-9;
+//! - Porter stems (nltk `PorterStemmer()`, 2,956 words) and WordNet lemma names of `synsets(w)`
+//!   (897 words): identical;
+//! - METEOR (nltk `meteor_score`, WordNet 3.0): every segment within 1e-12 (same operations in
+//!   the same order; the margin is for `powf`), the corpus mean within 1e-12.
+//!
+//! The WordNet cases need the fetched database (`cargo xtask fetch --only wordnet`; CI fetches
+//! it): skipped with a message without it, except under `CI=true`.
 
 use peftlab_eval::bleu::{corpus_bleu, tokenize_13a};
 use peftlab_eval::classification::{
     accuracy, f1_binary, f1_macro, matthews_corrcoef, pearson, spearman,
 };
+use peftlab_eval::meteor::{MeteorParams, meteor};
+use peftlab_eval::porter;
+use peftlab_eval::wordnet::WordNet;
 use serde_json::Value;
+use std::sync::OnceLock;
 
 fn refs() -> Value {
     let p = concat!(
@@ -208,5 +219,80 @@ fn ter_matches_sacrebleu() {
             &format!("case {i} ref length"),
         );
         close(t.score, &c["ter"], &format!("case {i} ter"));
+    }
+}
+
+#[test]
+fn porter_stems_match_nltk() {
+    let r = refs();
+    let cases = r["porter"].as_array().unwrap();
+    assert!(cases.len() > 2_900);
+    let bad: Vec<String> = cases
+        .iter()
+        .filter_map(|c| {
+            let (w, want) = (c["word"].as_str().unwrap(), c["stem"].as_str().unwrap());
+            let got = porter::stem(w);
+            (got != want).then(|| format!("{w}: {got} vs nltk {want}"))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} differ: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(20)]
+    );
+}
+
+/// The fetched WordNet 3.0, opened once for the tests of this file.
+fn wordnet() -> Option<&'static WordNet> {
+    static WN: OnceLock<Option<WordNet>> = OnceLock::new();
+    WN.get_or_init(|| {
+        let dir = peftlab_data::fetch::cache_dir().join("data/wordnet-3.0");
+        match WordNet::open(&dir) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                let msg = format!("{e}: run `cargo xtask fetch --only wordnet`");
+                assert!(std::env::var("CI").is_err(), "{msg}");
+                eprintln!("SKIPPED: {msg}");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+#[test]
+fn wordnet_synsets_match_nltk() {
+    let Some(wn) = wordnet() else { return };
+    // every index offset lands on its synset (a CRLF copy of the files would not)
+    assert!(wn.verify().unwrap() > 200_000);
+    let r = refs();
+    for c in r["wordnet"].as_array().unwrap() {
+        let w = c["word"].as_str().unwrap();
+        let got: Vec<String> = wn.synonyms(w).unwrap().into_iter().collect();
+        assert_eq!(got, strs(&c["names"]), "synsets({w:?})");
+    }
+}
+
+#[test]
+fn meteor_matches_nltk() {
+    let Some(wn) = wordnet() else { return };
+    let r = refs();
+    for (i, c) in r["meteor"].as_array().unwrap().iter().enumerate() {
+        let (hyps, refs) = corpus(c);
+        let (mean, per) = meteor(&hyps, &refs, wn, MeteorParams::default()).unwrap();
+        for (k, (g, w)) in per.iter().zip(floats(&c["per"])).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-12,
+                "case {i} segment {k}: {g} vs nltk {w}: {:?} / {:?}",
+                hyps[k],
+                refs[k]
+            );
+        }
+        let want = c["mean"].as_f64().unwrap();
+        assert!(
+            (mean - want).abs() <= 1e-12,
+            "case {i} mean {mean} vs {want}"
+        );
     }
 }

@@ -91,12 +91,12 @@ enum Command {
     },
     /// Score an output file: generation metrics (`--hyp` + one or more `--ref`) or
     /// classification/regression metrics (`--pred` + `--label`); one item per line.
-    Evaluate(EvaluateArgs),
+    Evaluate(Box<EvaluateArgs>),
 }
 
 #[derive(Args)]
 struct EvaluateArgs {
-    /// bleu, ter, rouge_l, cider_d, nist (generation); accuracy, f1, f1_macro, mcc, pearson,
+    /// bleu, ter, rouge_l, cider_d, nist, meteor (generation); accuracy, f1, f1_macro, mcc, pearson,
     /// spearman (classification / regression). Not needed with `--model` (the task's metrics).
     #[arg(long, default_value = "")]
     metric: String,
@@ -149,6 +149,10 @@ struct EvaluateArgs {
     /// BLEU: lowercase first (sacrebleu -lc).
     #[arg(long)]
     lowercase: bool,
+    /// METEOR: a WordNet 3.0 directory (default: the fetched one in the peftlab cache, fetched
+    /// on first use).
+    #[arg(long)]
+    wordnet: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -513,7 +517,7 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
     }
     let m = a.metric.as_str();
     let value = match m {
-        "bleu" | "ter" | "rouge_l" | "cider_d" | "nist" => {
+        "bleu" | "ter" | "rouge_l" | "cider_d" | "nist" | "meteor" => {
             let hyp = a.hyp.as_ref().ok_or("generation metrics need --hyp")?;
             if a.refs.is_empty() {
                 return Err("generation metrics need at least one --ref".into());
@@ -550,6 +554,14 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
                 }
                 "rouge_l" => json!({"metric": m, "score": g::rouge_l(&hyps, &refs)?.0}),
                 "cider_d" => json!({"metric": m, "score": g::cider_d(&hyps, &refs)?.0}),
+                "meteor" => {
+                    let wn = match &a.wordnet {
+                        Some(dir) => &peftlab_eval::wordnet::WordNet::open(dir)?,
+                        None => peftlab_eval::loops::default_wordnet()?,
+                    };
+                    let p = peftlab_eval::meteor::MeteorParams::default();
+                    json!({"metric": m, "score": peftlab_eval::meteor::meteor(&hyps, &refs, wn, p)?.0})
+                }
                 _ => json!({"metric": m, "score": g::nist(&hyps, &refs, 5)?}),
             }
         }
@@ -584,7 +596,7 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
         }
         other => {
             return Err(format!(
-                "unknown metric {other:?}: bleu, ter, rouge_l, cider_d, nist, accuracy, f1, f1_macro, mcc, pearson, spearman"
+                "unknown metric {other:?}: bleu, ter, rouge_l, cider_d, nist, meteor, accuracy, f1, f1_macro, mcc, pearson, spearman"
             )
             .into());
         }

@@ -328,6 +328,44 @@ fn evaluate_scores_files_like_sacrebleu() {
         err.contains(&format!("short.txt has {} lines", n + 1)),
         "{err}"
     );
+
+    // METEOR with an explicit WordNet directory: nltk's docstring example (0.6944 there)
+    let wn = peftlab_data::fetch::cache_dir().join("data/wordnet-3.0");
+    if wn.join("data.noun").exists() {
+        let m = refs["meteor"].as_array().unwrap().last().unwrap();
+        let h = write("m_hyp.txt", vec![m["hyps"][0].as_str().unwrap().into()]);
+        let r = write("m_ref.txt", vec![m["refs"][0][0].as_str().unwrap().into()]);
+        let v = json(&[
+            "evaluate",
+            "--metric",
+            "meteor",
+            "--hyp",
+            &h,
+            "--ref",
+            &r,
+            "--wordnet",
+            wn.to_str().unwrap(),
+        ]);
+        let want = m["mean"].as_f64().unwrap();
+        assert!((want - 0.6944).abs() < 5e-5, "{want}");
+        assert!((v["score"].as_f64().unwrap() - want).abs() < 1e-12, "{v}");
+        let (code, _, err) = peftlab(&[
+            "evaluate",
+            "--metric",
+            "meteor",
+            "--hyp",
+            &h,
+            "--ref",
+            &r,
+            "--wordnet",
+            &dir.to_string_lossy(),
+        ]);
+        assert_eq!(code, 1);
+        assert!(err.contains("index.noun"), "{err}");
+    } else {
+        assert!(std::env::var("CI").is_err(), "{} missing", wn.display());
+        eprintln!("SKIPPED (METEOR part): {} missing", wn.display());
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -370,7 +408,11 @@ fn evaluate_runs_a_model_over_a_task_split() {
         "{err}"
     );
 
-    if peftlab_data::loaders::load("e2e").is_err() {
+    let bigbench = peftlab_data::fetch::manifest()
+        .into_iter()
+        .find(|a| a.name == "bigbench")
+        .unwrap();
+    if !peftlab_data::fetch::is_present(&bigbench, &peftlab_data::fetch::cache_dir()) {
         assert!(std::env::var("CI").is_err(), "e2e not fetched");
         eprintln!("SKIPPED: e2e not fetched (cargo xtask fetch)");
         return;
@@ -388,7 +430,7 @@ fn evaluate_runs_a_model_over_a_task_split() {
         "8",
     ]);
     assert_eq!(v["examples"], 4);
-    for k in ["bleu", "nist", "rouge_l", "cider_d", "ter"] {
+    for k in ["bleu", "nist", "meteor", "rouge_l", "cider_d", "ter"] {
         assert!(
             v["metrics"][k].as_f64().is_some_and(f64::is_finite),
             "{k}: {v}"
