@@ -105,16 +105,7 @@ pub fn corpus_bleu<S: AsRef<str>, R: AsRef<str>>(
     refs: &[Vec<R>],
     lowercase: bool,
 ) -> Result<BleuScore, EvalError> {
-    if hyps.len() != refs.len() {
-        return Err(EvalError::LengthMismatch {
-            what: "bleu",
-            left: hyps.len(),
-            right: refs.len(),
-        });
-    }
-    if hyps.is_empty() {
-        return Err(EvalError::Empty("bleu"));
-    }
+    EvalError::check_lengths("bleu", hyps.len(), refs.len())?;
     let prep = |s: &str| {
         let s = if lowercase {
             s.to_lowercase()

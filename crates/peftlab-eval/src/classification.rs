@@ -13,23 +13,9 @@ use std::collections::BTreeSet;
 
 use crate::EvalError;
 
-fn check(what: &'static str, a: usize, b: usize) -> Result<(), EvalError> {
-    if a != b {
-        return Err(EvalError::LengthMismatch {
-            what,
-            left: a,
-            right: b,
-        });
-    }
-    if a == 0 {
-        return Err(EvalError::Empty(what));
-    }
-    Ok(())
-}
-
 /// Fraction of `pred[i] == label[i]`.
 pub fn accuracy(pred: &[usize], label: &[usize]) -> Result<f64, EvalError> {
-    check("accuracy", pred.len(), label.len())?;
+    EvalError::check_lengths("accuracy", pred.len(), label.len())?;
     let hits = pred.iter().zip(label).filter(|(p, l)| p == l).count();
     Ok(hits as f64 / pred.len() as f64)
 }
@@ -59,7 +45,7 @@ fn f1_of(tp: usize, fp: usize, fn_: usize) -> f64 {
 
 /// F1 of the class `positive` (scikit-learn `f1_score(average="binary", pos_label=positive)`).
 pub fn f1_binary(pred: &[usize], label: &[usize], positive: usize) -> Result<f64, EvalError> {
-    check("f1", pred.len(), label.len())?;
+    EvalError::check_lengths("f1", pred.len(), label.len())?;
     let (tp, fp, fn_) = counts(pred, label, positive);
     Ok(f1_of(tp, fp, fn_))
 }
@@ -67,7 +53,7 @@ pub fn f1_binary(pred: &[usize], label: &[usize], positive: usize) -> Result<f64
 /// Unweighted mean of per-class F1 over the classes present in labels or predictions
 /// (scikit-learn `f1_score(average="macro")`).
 pub fn f1_macro(pred: &[usize], label: &[usize]) -> Result<f64, EvalError> {
-    check("f1_macro", pred.len(), label.len())?;
+    EvalError::check_lengths("f1_macro", pred.len(), label.len())?;
     let classes: BTreeSet<usize> = pred.iter().chain(label).copied().collect();
     let sum: f64 = classes
         .iter()
@@ -82,7 +68,7 @@ pub fn f1_macro(pred: &[usize], label: &[usize]) -> Result<f64, EvalError> {
 /// Matthews correlation coefficient, multiclass (scikit-learn `matthews_corrcoef`):
 /// `(c·s − Σ p_k t_k) / √((s² − Σ p_k²)(s² − Σ t_k²))`, 0 when a factor is 0.
 pub fn matthews_corrcoef(pred: &[usize], label: &[usize]) -> Result<f64, EvalError> {
-    check("matthews_corrcoef", pred.len(), label.len())?;
+    EvalError::check_lengths("matthews_corrcoef", pred.len(), label.len())?;
     let classes: Vec<usize> = pred
         .iter()
         .chain(label)
@@ -113,7 +99,7 @@ pub fn matthews_corrcoef(pred: &[usize], label: &[usize]) -> Result<f64, EvalErr
 }
 
 fn correlation_input(what: &'static str, x: &[f64], y: &[f64]) -> Result<(), EvalError> {
-    check(what, x.len(), y.len())?;
+    EvalError::check_lengths(what, x.len(), y.len())?;
     if x.len() < 2 {
         return Err(EvalError::Invalid(format!(
             "{what}: needs at least 2 items"

@@ -22,3 +22,17 @@ pub enum EvalError {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl EvalError {
+    /// `Ok` when `left == right > 0`; else [`EvalError::LengthMismatch`] or
+    /// [`EvalError::Empty`] for metric `what` — every metric's first check.
+    pub fn check_lengths(what: &'static str, left: usize, right: usize) -> Result<(), EvalError> {
+        if left != right {
+            return Err(EvalError::LengthMismatch { what, left, right });
+        }
+        if left == 0 {
+            return Err(EvalError::Empty(what));
+        }
+        Ok(())
+    }
+}

@@ -14,20 +14,6 @@ use std::collections::{HashMap, HashSet};
 use crate::EvalError;
 use crate::bleu::py_split;
 
-fn check(what: &'static str, h: usize, r: usize) -> Result<(), EvalError> {
-    if h != r {
-        return Err(EvalError::LengthMismatch {
-            what,
-            left: h,
-            right: r,
-        });
-    }
-    if h == 0 {
-        return Err(EvalError::Empty(what));
-    }
-    Ok(())
-}
-
 fn lcs(a: &[&str], b: &[&str]) -> usize {
     let mut prev = vec![0usize; b.len() + 1];
     for x in a {
@@ -51,7 +37,7 @@ pub fn rouge_l<S: AsRef<str>, R: AsRef<str>>(
     hyps: &[S],
     refs: &[Vec<R>],
 ) -> Result<(f64, Vec<f64>), EvalError> {
-    check("rouge_l", hyps.len(), refs.len())?;
+    EvalError::check_lengths("rouge_l", hyps.len(), refs.len())?;
     const BETA: f64 = 1.2;
     let mut scores = Vec::with_capacity(hyps.len());
     for (i, (h, rs)) in hyps.iter().zip(refs).enumerate() {
@@ -97,7 +83,7 @@ pub fn cider_d<S: AsRef<str>, R: AsRef<str>>(
     hyps: &[S],
     refs: &[Vec<R>],
 ) -> Result<(f64, Vec<f64>), EvalError> {
-    check("cider_d", hyps.len(), refs.len())?;
+    EvalError::check_lengths("cider_d", hyps.len(), refs.len())?;
     const N: usize = 4;
     const SIGMA: f64 = 6.0;
     let crefs: Vec<Vec<Counts>> = refs
@@ -182,7 +168,7 @@ pub fn nist<S: AsRef<str>, R: AsRef<str>>(
     refs: &[Vec<R>],
     n: usize,
 ) -> Result<f64, EvalError> {
-    check("nist", hyps.len(), refs.len())?;
+    EvalError::check_lengths("nist", hyps.len(), refs.len())?;
     let hyps: Vec<Vec<&str>> = hyps
         .iter()
         .map(|h| py_split(h.as_ref()).collect())

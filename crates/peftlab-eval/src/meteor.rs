@@ -214,16 +214,7 @@ pub fn meteor<S: AsRef<str>, R: AsRef<str>>(
     wordnet: &WordNet,
     params: MeteorParams,
 ) -> Result<(f64, Vec<f64>), EvalError> {
-    if hyps.len() != refs.len() {
-        return Err(EvalError::LengthMismatch {
-            what: "meteor",
-            left: hyps.len(),
-            right: refs.len(),
-        });
-    }
-    if hyps.is_empty() {
-        return Err(EvalError::Empty("meteor"));
-    }
+    EvalError::check_lengths("meteor", hyps.len(), refs.len())?;
     let mut scorer = Meteor::new(wordnet, params);
     let mut per = Vec::with_capacity(hyps.len());
     for (k, (h, rs)) in hyps.iter().zip(refs).enumerate() {

@@ -251,16 +251,7 @@ pub fn corpus_ter<S: AsRef<str>, R: AsRef<str>>(
     hyps: &[S],
     refs: &[Vec<R>],
 ) -> Result<TerScore, EvalError> {
-    if hyps.len() != refs.len() {
-        return Err(EvalError::LengthMismatch {
-            what: "ter",
-            left: hyps.len(),
-            right: refs.len(),
-        });
-    }
-    if hyps.is_empty() {
-        return Err(EvalError::Empty("ter"));
-    }
+    EvalError::check_lengths("ter", hyps.len(), refs.len())?;
     let (mut total_edits, mut total_len) = (0f64, 0f64);
     for (i, (h, rs)) in hyps.iter().zip(refs).enumerate() {
         if rs.is_empty() {
