@@ -78,6 +78,75 @@ impl AdapterConfig {
         }
     }
 
+    /// A config from a partial description such as a TOML table: `method` plus any keys of that
+    /// method's config (PEFT names); keys left out take the method's defaults (serde alone would
+    /// demand every field). Unknown or mistyped keys are errors naming the key.
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, AdapterError> {
+        use serde_json::Value;
+        let bad = |key: &str, reason: String| AdapterError::Config {
+            key: format!("adapter.{key}"),
+            reason,
+        };
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("", "must be a table".into()))?;
+        let field = |k: &str| -> Result<Value, AdapterError> {
+            obj.get(k)
+                .cloned()
+                .ok_or_else(|| bad(k, "missing (required for this method)".into()))
+        };
+        fn typed<T: serde::de::DeserializeOwned>(k: &str, v: Value) -> Result<T, AdapterError> {
+            serde_json::from_value(v).map_err(|e| AdapterError::Config {
+                key: format!("adapter.{k}"),
+                reason: e.to_string(),
+            })
+        }
+        let method = obj.get("method").and_then(Value::as_str).ok_or_else(|| {
+            bad(
+                "method",
+                "missing: lora, mtlora, svda, loratrf, triadaptlora or adalora".into(),
+            )
+        })?;
+        let targets = || typed::<ModuleSelector>("target_modules", field("target_modules")?);
+        let r = || typed::<usize>("r", field("r")?);
+        let template = match method {
+            "lora" => AdapterConfig::Lora(LoraConfig::new(r()?, targets()?)),
+            "mtlora" => AdapterConfig::Mtlora(MtLoraConfig::new(
+                r()?,
+                typed("structure", field("structure")?)?,
+                targets()?,
+            )),
+            "svda" => AdapterConfig::Svda(SvdAdaptConfig::new(targets()?)),
+            "loratrf" => AdapterConfig::Loratrf(LoraTrfConfig::new(r()?, targets()?)),
+            "triadaptlora" => AdapterConfig::Triadaptlora(TriAdaptConfig::new(targets()?)),
+            "adalora" => AdapterConfig::Adalora(AdaLoraConfig::new(targets()?)),
+            other => {
+                return Err(bad(
+                    "method",
+                    format!(
+                        "unknown method {other:?}: lora, mtlora, svda, loratrf, triadaptlora, adalora"
+                    ),
+                ));
+            }
+        };
+        let mut full = serde_json::to_value(&template).map_err(|e| bad("", e.to_string()))?;
+        let slots = full.as_object_mut().expect("configs serialize as objects");
+        for (k, val) in obj {
+            match slots.get_mut(k) {
+                Some(slot) => *slot = val.clone(),
+                None => {
+                    let mut known: Vec<&String> = slots.keys().collect();
+                    known.sort();
+                    return Err(bad(
+                        k,
+                        format!("unknown key for {method} (known: {known:?})"),
+                    ));
+                }
+            }
+        }
+        serde_json::from_value(full).map_err(|e| bad("", e.to_string()))
+    }
+
     /// PEFT's `modules_to_save` (LoRA only for now; empty for the other methods).
     pub fn modules_to_save(&self) -> &[String] {
         match self {

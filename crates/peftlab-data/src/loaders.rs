@@ -404,6 +404,19 @@ fn split3(seed: u64, rows: Vec<(String, Example)>, train: f64, dev: f64) -> [Vec
     out
 }
 
+/// A task by name: `glue-<task>` from `glue_dir`, else a fetched task ([`load`]).
+pub fn load_named(task: &str, glue_dir: Option<&Path>) -> Result<Dataset, DataError> {
+    match task.strip_prefix("glue-") {
+        Some(t) => {
+            let dir = glue_dir.ok_or_else(|| {
+                DataError::Tool(format!("{task}: GLUE tasks need a GLUE data directory"))
+            })?;
+            glue(dir, t)
+        }
+        None => load(task),
+    }
+}
+
 /// Load a fetched task from the cache (`$PEFTLAB_CACHE` rules; see the module table).
 pub fn load(task: &str) -> Result<Dataset, DataError> {
     load_from(task, &cache_dir())

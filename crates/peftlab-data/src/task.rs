@@ -85,6 +85,30 @@ pub struct Dataset {
     pub skipped: BTreeMap<String, usize>,
 }
 
+impl Dataset {
+    /// A split by name: `train`, `dev`, `test` or one of `extra`; the error lists the names.
+    pub fn split(&self, name: &str) -> Result<&[Example], String> {
+        match name {
+            "train" => Ok(&self.train),
+            "dev" => Ok(&self.dev),
+            "test" => Ok(&self.test),
+            other => self.extra.get(other).map(Vec::as_slice).ok_or_else(|| {
+                let extra: String = self.extra.keys().map(|k| format!(", {k}")).collect();
+                format!("no split {other:?} (train, dev, test{extra})")
+            }),
+        }
+    }
+
+    /// Outputs of a model for this task: the class count, 1 for a score, `None` for text.
+    pub fn num_labels(&self) -> Option<usize> {
+        match &self.task.labels {
+            LabelKind::Classes(c) => Some(c.len()),
+            LabelKind::Score => Some(1),
+            LabelKind::References => None,
+        }
+    }
+}
+
 /// splitmix64: the hash behind every deterministic split and shuffle.
 pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -15,7 +15,7 @@
 //! `--adapter` takes any adapter directory `peftlab-adapters` saves, including PEFT-format LoRA
 //! adapters made by Python PEFT. Errors go to stderr with exit status 1 (2 for bad arguments).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -92,6 +92,16 @@ enum Command {
     /// Score an output file: generation metrics (`--hyp` + one or more `--ref`) or
     /// classification/regression metrics (`--pred` + `--label`); one item per line.
     Evaluate(Box<EvaluateArgs>),
+    /// Train a model with an adapter (or in full) from a TOML config
+    /// (`experiments/example.toml` documents every key); writes `log.jsonl` and `record.json`.
+    Train {
+        /// The run's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Output directory (default: `runs/<config name>-<config hash>`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -429,35 +439,15 @@ fn parse_column<T: std::str::FromStr>(path: &std::path::Path, what: &str) -> Res
 fn evaluate_model(a: &EvaluateArgs, model: &str) -> Result<()> {
     use peftlab_data::task::LabelKind;
     let task = a.task.as_deref().ok_or("--model needs --task")?;
-    let ds = match task.strip_prefix("glue-") {
-        Some(t) => peftlab_data::loaders::glue(
-            a.glue_dir.as_deref().ok_or("glue tasks need --glue-dir")?,
-            t,
-        )?,
-        None => peftlab_data::loaders::load(task)?,
-    };
-    let mut examples = match a.split.as_str() {
-        "train" => ds.train.clone(),
-        "dev" => ds.dev.clone(),
-        "test" => ds.test.clone(),
-        other => ds.extra.get(other).cloned().ok_or_else(|| {
-            format!(
-                "no split {other:?} (train, dev, test{})",
-                ds.extra
-                    .keys()
-                    .map(|k| format!(", {k}"))
-                    .collect::<String>()
-            )
-        })?,
-    };
+    if task.starts_with("glue-") && a.glue_dir.is_none() {
+        return Err("glue tasks need --glue-dir".into());
+    }
+    let ds = peftlab_data::loaders::load_named(task, a.glue_dir.as_deref())?;
+    let mut examples = ds.split(&a.split)?.to_vec();
     if a.limit > 0 {
         examples.truncate(a.limit);
     }
-    let num_labels = match &ds.task.labels {
-        LabelKind::Classes(c) => Some(c.len()),
-        LabelKind::Score => Some(1),
-        LabelKind::References => None,
-    };
+    let num_labels = ds.num_labels();
     let common = Common {
         model: model.to_string(),
         adapter: a.adapter.clone(),
@@ -608,6 +598,7 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Evaluate(a) => evaluate(&a),
+        Command::Train { config, out } => train_cmd(&config, out),
         Command::Inspect(common) => inspect(&common),
         Command::Predict {
             common,
@@ -637,6 +628,65 @@ fn run(cli: Cli) -> Result<()> {
             },
         ),
     }
+}
+
+fn train_cmd(config: &Path, out: Option<PathBuf>) -> Result<()> {
+    use peftlab_train::{Event, TrainConfig, Trainer};
+    use std::io::{IsTerminal, Write};
+    let cfg = TrainConfig::from_file(config)?;
+    let out = out.unwrap_or_else(|| {
+        let stem = config
+            .file_stem()
+            .map_or("run".into(), |s| s.to_string_lossy().to_string());
+        PathBuf::from("runs").join(format!(
+            "{stem}-{}",
+            peftlab_train::record::hash_hex(&cfg.to_toml())
+        ))
+    });
+    let trainer = Trainer::new(cfg)?;
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut on_event = |e: &Event| match e {
+        Event::Step {
+            step,
+            total,
+            epoch,
+            loss,
+            lr,
+            examples_per_s,
+        } => {
+            let eta = started.elapsed().as_secs_f64() / *step as f64 * (total - step) as f64;
+            let line = format!(
+                "epoch {epoch} step {step}/{total} loss {loss:.4} lr {lr:.2e} {examples_per_s:.1} ex/s eta {:.0} s",
+                eta
+            );
+            if tty {
+                eprint!("\r{line}\x1b[K");
+                let _ = std::io::stderr().flush();
+            } else if step % 10 == 0 || step == total {
+                eprintln!("{line}");
+            }
+        }
+        Event::Eval(p) => {
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "eval epoch {} step {}: train loss {:.4} {}",
+                p.epoch,
+                p.step,
+                p.train_loss,
+                serde_json::to_string(&p.metrics).unwrap_or_default()
+            );
+        }
+    };
+    let record = trainer.run(Some(&out), &mut on_event)?.record;
+    println!(
+        "{}",
+        serde_json::json!({"out": out, "best": record.best.map(|i| &record.evals[i]), "test": record.test_metrics,
+            "examples_per_s": record.examples_per_s, "wall_s": record.wall_s})
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

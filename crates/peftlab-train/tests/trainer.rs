@@ -1,0 +1,302 @@
+//! The loop end to end on the small random BERT checkpoint of the models crate's fixtures
+//! (transformers-made, word-level vocabulary `w3…w49`) and a generated 3-class task written in
+//! the GLUE MNLI layout: the label is which of `w5` / `w7` the first sentence holds. Synthetic
+//! data on purpose — these tests check the mechanics (determinism, what trains, rank growth,
+//! errors), not accuracy.
+
+use std::path::{Path, PathBuf};
+
+use peftlab_adapters::{Adapter, AdapterHost};
+use peftlab_models::zoo::Model;
+use peftlab_train::{Event, TrainConfig, Trainer};
+
+fn fixture_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../peftlab-models/tests/fixtures/tiny_bert")
+}
+
+/// A GLUE-layout MNLI directory with `n_train` / `n_dev` generated pairs.
+fn glue_dir(tag: &str, n_train: usize, n_dev: usize) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("peftlab-train-{tag}-{}", std::process::id()));
+    let d = dir.join("MNLI");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut s = 12345u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut rows = |n: usize| {
+        let mut out = String::from("index\tsentence1\tsentence2\tgold_label\n");
+        for i in 0..n {
+            let len = 3 + (next() % 6) as usize;
+            let mut w: Vec<String> = (0..len).map(|_| format!("w{}", 8 + next() % 40)).collect();
+            let label = ["entailment", "neutral", "contradiction"][i % 3];
+            match label {
+                "entailment" => w.push("w5".into()),
+                "contradiction" => w.push("w7".into()),
+                _ => {}
+            }
+            let h: Vec<String> = (0..3).map(|_| format!("w{}", 8 + next() % 40)).collect();
+            out += &format!("{i}\t{}\t{}\t{label}\n", w.join(" "), h.join(" "));
+        }
+        out
+    };
+    std::fs::write(d.join("train.tsv"), rows(n_train)).unwrap();
+    std::fs::write(d.join("dev_matched.tsv"), rows(n_dev)).unwrap();
+    std::fs::write(d.join("dev_mismatched.tsv"), rows(n_dev)).unwrap();
+    dir
+}
+
+fn config(glue: &Path, adapter: &str, extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+[model]
+path = "{model}"
+[task]
+name = "glue-mnli"
+glue_dir = "{glue}"
+max_length = 16
+test_split = ""
+{adapter}
+[optim]
+lr = 0.02
+warmup_ratio = 0.1
+[train]
+batch_size = 8
+eval_batch_size = 16
+seed = 7
+{extra}
+"#,
+        model = fixture_model().display(),
+        glue = glue.display(),
+        extra = if extra.contains("epochs") {
+            extra.to_string()
+        } else {
+            format!("epochs = 3\n{extra}")
+        }
+    );
+    TrainConfig::from_toml(&text, "test").unwrap()
+}
+
+const LORA: &str = r#"[adapter]
+method = "lora"
+r = 4
+lora_alpha = 8.0
+lora_dropout = 0.1
+target_modules = ["query", "value"]"#;
+
+fn adapter_weights(m: &Model) -> Vec<(String, Vec<f32>)> {
+    let mut out = Vec::new();
+    m.for_each_linear("", &mut |p, l| {
+        if let Some(a) = &l.adapter {
+            for (n, v) in a.named_tensors() {
+                out.push((
+                    format!("{p}.{n}"),
+                    v.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
+                ));
+            }
+        }
+    });
+    out
+}
+
+fn base_weight(m: &Model, path: &str) -> Vec<f32> {
+    let mut out = Vec::new();
+    m.for_each_linear("", &mut |p, l| {
+        if p == path {
+            out = l
+                .weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+        }
+    });
+    out
+}
+
+#[test]
+fn same_seed_same_run_and_only_the_adapter_and_head_train() {
+    let glue = glue_dir("det", 48, 12);
+    let run = |seed_line: &str| {
+        let cfg = config(&glue, LORA, seed_line);
+        let t = Trainer::new(cfg).unwrap();
+        let a0 = adapter_weights(&t.model);
+        let mut losses = Vec::new();
+        let done = t
+            .run(None, &mut |e| {
+                if let Event::Step { loss, .. } = e {
+                    losses.push(*loss);
+                }
+            })
+            .unwrap();
+        (done.record, losses, a0, adapter_weights(&done.model))
+    };
+    let (r1, l1, a0, a1) = run("");
+    let (r2, l2, a0b, a1b) = run("");
+    assert_eq!(a0, a0b, "same seed, same adapter init");
+    assert_eq!(a1, a1b, "same seed, same trained adapter");
+    assert_eq!(l1, l2, "same seed, same losses (dropout, order, init)");
+    assert_eq!(r1.evals, r2.evals);
+    // 48 examples / 8 = 6 steps per epoch, 3 epochs, an evaluation per epoch
+    assert_eq!(r1.steps, 18);
+    assert_eq!(r1.evals.len(), 3);
+    assert_eq!(
+        r1.evals.iter().map(|e| e.step).collect::<Vec<_>>(),
+        vec![6, 12, 18]
+    );
+    assert!(r1.best.is_some());
+    // trainable: LoRA on query/value of 2 layers (r (16 + 16) each) + the head (16·3 + 3)
+    assert_eq!(r1.trainable_params.0, 4 * 4 * 32 + 51);
+    assert_eq!(r1.method, "lora");
+    let (r3, l3, ..) = run("max_steps = 4\n");
+    assert_eq!(r3.steps, 4);
+    assert_eq!(l3[..], l1[..4], "max_steps only stops early");
+    // another seed changes init, order and dropout
+    let cfg = config(&glue, LORA, "").clone();
+    let mut other = cfg.clone();
+    other.train.seed = 8;
+    let t = Trainer::new(other).unwrap();
+    assert_ne!(adapter_weights(&t.model), a0);
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
+#[test]
+fn base_stays_frozen_while_adapter_and_head_move() {
+    let glue = glue_dir("frozen", 24, 6);
+    let cfg = config(&glue, LORA, "epochs = 1\n");
+    let t = Trainer::new(cfg).unwrap();
+    let q = "bert.encoder.layer.0.attention.self.query";
+    let (q0, k0, h0) = (
+        base_weight(&t.model, q),
+        base_weight(&t.model, "bert.encoder.layer.0.attention.self.key"),
+        base_weight(&t.model, "classifier"),
+    );
+    let a0 = adapter_weights(&t.model);
+    let out = std::env::temp_dir().join(format!("peftlab-train-out-{}", std::process::id()));
+    let done = t.run(Some(&out), &mut |_| {}).unwrap();
+    let m = &done.model;
+    assert_eq!(base_weight(m, q), q0, "adapted layer's base is frozen");
+    assert_eq!(
+        base_weight(m, "bert.encoder.layer.0.attention.self.key"),
+        k0,
+        "untargeted layer is frozen"
+    );
+    assert_ne!(base_weight(m, "classifier"), h0, "the head trains");
+    let a1 = adapter_weights(m);
+    for ((n, v0), (_, v1)) in a0.iter().zip(&a1) {
+        assert_ne!(v0, v1, "{n} trains");
+    }
+    let rec = &done.record;
+    assert!(out.join("record.json").exists() && out.join("log.jsonl").exists());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(saved["steps"], rec.steps);
+    assert_eq!(saved["config_hash"].as_str().unwrap().len(), 16);
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("\"event\":\"step\""))
+            .count(),
+        rec.steps
+    );
+    // the stored config parses back to the same run
+    let again = TrainConfig::from_toml(&rec.config, "record").unwrap();
+    assert_eq!(again.to_toml(), rec.config);
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
+#[test]
+fn triadaptlora_grows_rank_and_new_parameters_train() {
+    let glue = glue_dir("tri", 32, 6);
+    let tri = r#"[adapter]
+method = "triadaptlora"
+reference_rank = 3
+init_rank = 1
+incre_rank_num = 1
+init_warmup = 1
+incre_interval = 2
+target_modules = ["query", "value"]"#;
+    let cfg = config(&glue, tri, "epochs = 2\n");
+    let t = Trainer::new(cfg).unwrap();
+    let rec = t.run(None, &mut |_| {}).unwrap().record;
+    assert!(!rec.allocations.is_empty(), "the loop drove the allocator");
+    let (before, after) = rec.trainable_params;
+    assert!(
+        after > before,
+        "rank growth added trainable parameters: {before} → {after}"
+    );
+    let last = rec.allocations.last().unwrap();
+    assert!(last["total_rank"].as_u64().unwrap() > 4, "{last}");
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
+#[test]
+fn full_fine_tuning_trains_everything() {
+    let glue = glue_dir("full", 16, 4);
+    let cfg = config(&glue, "", "epochs = 1\n");
+    assert!(cfg.adapter.is_none());
+    let t = Trainer::new(cfg).unwrap();
+    let rec = t.run(None, &mut |_| {}).unwrap().record;
+    assert_eq!(rec.method, "full");
+    assert_eq!(rec.trainable_params.0, rec.total_params);
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let glue = glue_dir("bad", 4, 2);
+    let base = |extra: &str| {
+        format!(
+            "[model]\npath = \"{}\"\n[task]\nname = \"glue-mnli\"\nglue_dir = \"{}\"\n{extra}",
+            fixture_model().display(),
+            glue.display()
+        )
+    };
+    let err = |t: String| {
+        TrainConfig::from_toml(&t, "x.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(base("[optim]\nlearning_rate = 1e-3\n"));
+    assert!(e.contains("x.toml") && e.contains("learning_rate"), "{e}");
+    let e = err(base("[optim]\nlr = -1\n"));
+    assert!(e.contains("optim.lr"), "{e}");
+    let e = err(base(
+        "[adapter]\nmethod = \"lora\"\ntarget_modules = [\"query\"]\n",
+    ));
+    assert!(e.contains("adapter.r") && e.contains("missing"), "{e}");
+    let e = err(base(
+        "[adapter]\nmethod = \"lora\"\nr = 4\ntarget_modules = [\"query\"]\nalpha = 3\n",
+    ));
+    assert!(
+        e.contains("adapter.alpha") && e.contains("unknown key"),
+        "{e}"
+    );
+    let e = err(base("[adapter]\nmethod = \"dora\"\n"));
+    assert!(e.contains("unknown method"), "{e}");
+    // a head name that matches nothing
+    let mut cfg = TrainConfig::from_toml(&base(LORA), "x.toml").unwrap();
+    cfg.train_modules = vec!["score".into()];
+    let e = Trainer::new(cfg).err().unwrap().to_string();
+    assert!(
+        e.contains("\"score\"") && e.contains("matches no linear layer"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
+#[test]
+fn the_adapter_is_really_attached() {
+    let glue = glue_dir("attached", 4, 2);
+    let t = Trainer::new(config(&glue, LORA, "")).unwrap();
+    let mut n = 0;
+    t.model.for_each_linear("", &mut |_, l| {
+        n += usize::from(matches!(l.adapter, Some(Adapter::LowRank(_))));
+    });
+    assert_eq!(n, 4);
+    std::fs::remove_dir_all(&glue).unwrap();
+}
