@@ -35,6 +35,12 @@ pub enum TrainError {
         /// The last good checkpoint, if one was written.
         checkpoint: Option<PathBuf>,
     },
+    /// The run stopped on request after `step` with a checkpoint (a simulated kill).
+    #[error("stopped after optimizer step {step}; a checkpoint is written")]
+    Stopped {
+        /// Steps taken.
+        step: usize,
+    },
     /// From the models crate.
     #[error(transparent)]
     Model(#[from] peftlab_models::ModelError),

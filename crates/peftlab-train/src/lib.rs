@@ -10,6 +10,7 @@
 //! - [`record`]: the JSON run record and the JSONL log.
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod optim;
@@ -18,4 +19,4 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use error::TrainError;
-pub use trainer::{Event, Trained, Trainer};
+pub use trainer::{Event, RunOptions, Trained, Trainer};

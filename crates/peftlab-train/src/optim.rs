@@ -266,6 +266,27 @@ impl AdamW {
         }
     }
 
+    /// Restore moments `(m, v)` by path with step counts `t` (a checkpoint's parts).
+    pub fn load_parts(
+        &mut self,
+        moments: &BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+        t: &BTreeMap<String, u64>,
+        device: &burn::tensor::Device,
+    ) {
+        let rec = AdamWRecord {
+            moments: moments
+                .iter()
+                .map(|(k, (m, v))| {
+                    (
+                        k.clone(),
+                        (t.get(k).copied().unwrap_or(0), m.clone(), v.clone()),
+                    )
+                })
+                .collect(),
+        };
+        self.load_record(&rec, device);
+    }
+
     /// Restore a saved state on `device` (inner, non-autodiff tensors).
     pub fn load_record(&mut self, record: &AdamWRecord, device: &burn::tensor::Device) {
         let inner = device.clone().inner();

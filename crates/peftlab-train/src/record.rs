@@ -122,8 +122,8 @@ pub struct JsonlLog {
 }
 
 impl JsonlLog {
-    /// Open (create or truncate) `path`; `None` logs nowhere.
-    pub fn create(path: Option<&Path>) -> Result<Self, TrainError> {
+    /// Open `path` (appending when `append`, else truncating); `None` logs nowhere.
+    pub fn open(path: Option<&Path>, append: bool) -> Result<Self, TrainError> {
         let file = match path {
             Some(p) => {
                 if let Some(dir) = p.parent() {
@@ -132,10 +132,18 @@ impl JsonlLog {
                         reason: e.to_string(),
                     })?;
                 }
-                Some(fs::File::create(p).map_err(|e| TrainError::File {
-                    path: p.to_path_buf(),
-                    reason: e.to_string(),
-                })?)
+                Some(
+                    fs::OpenOptions::new()
+                        .create(true)
+                        .append(append)
+                        .write(true)
+                        .truncate(!append)
+                        .open(p)
+                        .map_err(|e| TrainError::File {
+                            path: p.to_path_buf(),
+                            reason: e.to_string(),
+                        })?,
+                )
             }
             None => None,
         };

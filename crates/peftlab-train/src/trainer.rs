@@ -29,6 +29,7 @@ use peftlab_models::zoo::{LoadOptions, Model, load};
 use serde_json::json;
 
 use crate::TrainError;
+use crate::checkpoint::{self, LoopState};
 use crate::config::TrainConfig;
 use crate::optim::{AdamW, global_grad_norm, lr_at};
 use crate::record::{EvalPoint, JsonlLog, RunRecord, git_state, hash_hex, peak_rss_mib};
@@ -140,7 +141,6 @@ pub struct Trainer {
     device: Device,
     opt: AdamW,
     alloc: Allocators,
-    steps_per_epoch: usize,
     total_steps: usize,
 }
 
@@ -196,8 +196,7 @@ impl Trainer {
         }
         let train = encode_examples(&tok, &train_ex, c.task.max_length).map_err(other)?;
         let micro = train.len().div_ceil(c.train.batch_size);
-        let steps_per_epoch = micro.div_ceil(c.optim.grad_accum);
-        let total_steps = steps_per_epoch * c.train.epochs;
+        let total_steps = micro.div_ceil(c.optim.grad_accum) * c.train.epochs;
         let alloc = Allocators {
             tri: match &c.adapter {
                 Some(AdapterConfig::Triadaptlora(t)) => Some(TriAdaptAllocator::new(
@@ -225,7 +224,6 @@ impl Trainer {
             train,
             device,
             alloc,
-            steps_per_epoch,
             total_steps,
         })
     }
@@ -265,17 +263,79 @@ impl Trainer {
         Ok(m)
     }
 
-    /// Train; `out_dir` receives `log.jsonl` and `record.json` (none when `None`). `on_event`
-    /// sees every step and evaluation.
+    /// Train; `out_dir` receives `log.jsonl`, `record.json` and `checkpoint/` (nothing when
+    /// `None`). `on_event` sees every step and evaluation.
     pub fn run(
-        mut self,
+        self,
         out_dir: Option<&Path>,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Trained, TrainError> {
+        self.run_with(
+            &RunOptions {
+                out_dir: out_dir.map(Path::to_path_buf),
+                ..Default::default()
+            },
+            on_event,
+        )
+    }
+
+    /// [`Trainer::run`] with resume and stop options.
+    pub fn run_with(
+        mut self,
+        opts: &RunOptions,
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<Trained, TrainError> {
         let start = Instant::now();
         let c = self.config.clone();
-        let mut log = JsonlLog::create(out_dir.map(|d| d.join("log.jsonl")).as_deref())?;
-        let trainable0 = count_params(&self.model).0;
+        let out_dir = opts.out_dir.as_deref();
+        let config_hash = hash_hex(&c.to_toml());
+        let fresh_model = self.model.clone();
+        let mut st = LoopState {
+            config_hash: config_hash.clone(),
+            epoch: 1,
+            trainable0: count_params(&self.model).0,
+            ..Default::default()
+        };
+        let mut best_model: Option<Model> = None;
+        let mut resumed = false;
+        if let (true, Some(out)) = (opts.resume, out_dir)
+            && let Some(saved) = checkpoint::load(out)?
+        {
+            if saved.state.config_hash != config_hash {
+                return Err(TrainError::Config {
+                    file: checkpoint::dir_of(out).display().to_string(),
+                    reason: format!(
+                        "the checkpoint is of another config (hash {}, this one {config_hash}); use a new output directory",
+                        saved.state.config_hash
+                    ),
+                });
+            }
+            let file = checkpoint::dir_of(out).join("params.safetensors");
+            let mut m = fresh_model.clone();
+            checkpoint::grow_to(&mut m, &saved.state.blocks)?;
+            self.model = checkpoint::load_values(m, &saved.params, &file)?;
+            if let Some(b) = &saved.best {
+                let mut m = fresh_model.clone();
+                checkpoint::grow_to(&mut m, &saved.state.best_blocks)?;
+                best_model = Some(checkpoint::load_values(
+                    m,
+                    b,
+                    &file.with_file_name("best.safetensors"),
+                )?);
+            }
+            let inner = self.device.clone().inner();
+            self.opt
+                .load_parts(&saved.moments, &saved.state.adam_t, &inner);
+            if let (Some(t), Some((total, prev))) = (&mut self.alloc.tri, &saved.state.tri) {
+                t.set_state(*total, prev)?;
+            }
+            if let Some(a) = &mut self.alloc.ada {
+                a.set_ema_state(&saved.ema, &inner);
+            }
+            st = saved.state;
+            resumed = true;
+        }
+        let mut log = JsonlLog::open(out_dir.map(|d| d.join("log.jsonl")).as_deref(), resumed)?;
         let warmup = c
             .optim
             .warmup_steps
@@ -284,14 +344,11 @@ impl Trainer {
         let heads = c.train_modules.clone();
         let lengths: Vec<usize> = self.train.iter().map(|e| e.ids.len()).collect();
         let metric = self.data.task.metrics.first().cloned().unwrap_or_default();
-        let mut evals: Vec<EvalPoint> = Vec::new();
-        let mut best: Option<(usize, f64, Model)> = None;
-        let mut allocations = Vec::new();
-        let (mut step, mut seen, mut micro_index) = (0usize, 0usize, 0u64);
-        let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
         let max_steps = c.train.max_steps.unwrap_or(usize::MAX);
-        let mut train_time = 0.0f64;
-        'epochs: for epoch in 1..=c.train.epochs {
+        let mut last_checkpoint: Option<std::path::PathBuf> =
+            out_dir.map(checkpoint::dir_of).filter(|d| d.exists());
+        'epochs: while st.epoch <= c.train.epochs {
+            let epoch = st.epoch;
             let order = batch_order(
                 &lengths,
                 c.train.batch_size,
@@ -299,15 +356,17 @@ impl Trainer {
                 epoch as u64,
                 c.train.bucket_by_length,
             );
-            for group in order.chunks(c.optim.grad_accum) {
-                if step >= max_steps {
+            let groups: Vec<&[Vec<usize>]> = order.chunks(c.optim.grad_accum).collect();
+            while st.epoch == epoch && st.group_in_epoch < groups.len() {
+                if st.step >= max_steps || opts.stop_after.is_some_and(|s| st.step >= s) {
                     break 'epochs;
                 }
+                let group = groups[st.group_in_epoch];
                 let t0 = Instant::now();
                 let mut acc: Option<GradientsParams> = None;
                 let mut step_loss = 0.0;
                 for (mi, batch_idx) in group.iter().enumerate() {
-                    micro_index += 1;
+                    st.micro_index += 1;
                     let items: Vec<&Encoded> = batch_idx.iter().map(|&i| &self.train[i]).collect();
                     let batch = classification_batch(&items, 0, &self.device);
                     let logits = {
@@ -315,7 +374,7 @@ impl Trainer {
                         // dropout masks, so concurrent runs in one process stay deterministic
                         let _rng = FORWARD_RNG.lock().unwrap_or_else(|e| e.into_inner());
                         self.device
-                            .seed(splitmix64(c.train.seed ^ splitmix64(micro_index)));
+                            .seed(splitmix64(c.train.seed ^ splitmix64(st.micro_index)));
                         self.model
                             .classify(batch.ids, Some(batch.types), batch.mask)
                             .ok_or_else(|| other("the model is not a classifier"))?
@@ -323,12 +382,12 @@ impl Trainer {
                     let mut loss =
                         classification_loss(logits, &batch.labels, c.optim.label_smoothing)?;
                     let value: f64 = loss.clone().into_scalar::<f64>();
-                    if !value.is_finite() {
+                    if !value.is_finite() || opts.poison_step == Some(st.step + 1) {
                         return Err(TrainError::NonFinite {
-                            loss: value,
-                            step: step + 1,
+                            loss: if value.is_finite() { f64::NAN } else { value },
+                            step: st.step + 1,
                             epoch,
-                            checkpoint: None,
+                            checkpoint: last_checkpoint,
                         });
                     }
                     step_loss += value / group.len() as f64;
@@ -342,7 +401,7 @@ impl Trainer {
                         a.update(&self.model, &grads)?;
                     }
                     let gp = GradientsParams::from_grads(grads, &self.model);
-                    seen += items.len();
+                    st.seen += items.len();
                     acc = Some(match acc {
                         None => gp,
                         Some(a) => add_grads(&self.model, a, gp),
@@ -354,7 +413,13 @@ impl Trainer {
                     Some(m) if norm > m => m / (norm + 1e-6),
                     _ => 1.0,
                 };
-                let lr = lr_at(c.optim.schedule, c.optim.lr, step, warmup, self.total_steps);
+                let lr = lr_at(
+                    c.optim.schedule,
+                    c.optim.lr,
+                    st.step,
+                    warmup,
+                    self.total_steps,
+                );
                 let lr_head = lr * head_lr / c.optim.lr;
                 let lr_of = |path: &str| {
                     if heads.iter().any(|h| path_has_module(path, h)) {
@@ -364,36 +429,41 @@ impl Trainer {
                     }
                 };
                 self.model = self.opt.step_with(self.model, grads, &lr_of, scale);
-                step += 1;
+                st.step += 1;
+                st.group_in_epoch += 1;
+                let step = st.step;
                 if let Some(t) = &mut self.alloc.tri
                     && let Some(g) = t.step(&mut self.model, step)?
                 {
                     let v = json!({"step": g.step, "k": g.k, "threshold": g.threshold, "grown": g.grown, "total_rank": g.total_rank});
                     log.write(&json!({"event": "grow", "detail": v}))?;
-                    allocations.push(v);
+                    st.allocations.push(v);
                 }
                 if let Some(a) = &mut self.alloc.ada
                     && let Some(m) = a.mask(&mut self.model, step)?
                 {
                     let v = json!({"step": step, "budget": m.budget, "ranks": m.ranks});
-                    allocations.push(v);
+                    st.allocations.push(v);
                 }
-                train_time += t0.elapsed().as_secs_f64();
-                loss_sum += step_loss;
-                loss_n += 1;
-                let eps = seen as f64 / train_time.max(1e-9);
-                let ev = Event::Step {
+                st.train_time += t0.elapsed().as_secs_f64();
+                st.loss_sum += step_loss;
+                st.loss_n += 1;
+                let eps = st.seen as f64 / st.train_time.max(1e-9);
+                log.write(&json!({"event": "step", "step": step, "epoch": epoch, "loss": step_loss, "lr": lr, "grad_norm": norm, "examples_per_s": eps}))?;
+                on_event(&Event::Step {
                     step,
                     total: self.total_steps.min(max_steps),
                     epoch,
                     loss: step_loss,
                     lr,
                     examples_per_s: eps,
-                };
-                log.write(&json!({"event": "step", "step": step, "epoch": epoch, "loss": step_loss, "lr": lr, "grad_norm": norm, "examples_per_s": eps}))?;
-                on_event(&ev);
-                let end_of_epoch = step % self.steps_per_epoch == 0;
-                if (c.train.eval_every > 0 && step % c.train.eval_every == 0)
+                });
+                let end_of_epoch = st.group_in_epoch == groups.len();
+                if end_of_epoch {
+                    st.epoch += 1;
+                    st.group_in_epoch = 0;
+                }
+                if (c.train.eval_every > 0 && step.is_multiple_of(c.train.eval_every))
                     || end_of_epoch
                     || step >= max_steps
                 {
@@ -401,24 +471,50 @@ impl Trainer {
                     let p = EvalPoint {
                         epoch,
                         step,
-                        train_loss: loss_sum / loss_n.max(1) as f64,
+                        train_loss: st.loss_sum / st.loss_n.max(1) as f64,
                         metrics,
                     };
-                    (loss_sum, loss_n) = (0.0, 0);
+                    (st.loss_sum, st.loss_n) = (0.0, 0);
                     log.write(&json!({"event": "eval", "detail": p}))?;
                     on_event(&Event::Eval(p.clone()));
                     let v = p.metrics.get(&metric).copied().unwrap_or(f64::NEG_INFINITY);
-                    if best.as_ref().is_none_or(|(_, b, _)| v > *b) {
-                        best = Some((evals.len(), v, self.model.clone()));
+                    if st.best.is_none_or(|(_, b)| v > b) {
+                        st.best = Some((st.evals.len(), v));
+                        st.best_blocks = checkpoint::block_sizes(&self.model);
+                        best_model = Some(self.model.clone());
                     }
-                    evals.push(p);
+                    st.evals.push(p);
+                }
+                let due = (c.train.checkpoint_every > 0
+                    && step.is_multiple_of(c.train.checkpoint_every))
+                    || end_of_epoch
+                    || opts.stop_after == Some(step);
+                if let (true, Some(out)) = (due, out_dir) {
+                    st.blocks = checkpoint::block_sizes(&self.model);
+                    st.tri = self.alloc.tri.as_ref().map(TriAdaptAllocator::state);
+                    let ema = self
+                        .alloc
+                        .ada
+                        .as_ref()
+                        .map(AdaLoraAllocator::ema_state)
+                        .unwrap_or_default();
+                    last_checkpoint = Some(checkpoint::save(
+                        out,
+                        &st,
+                        &self.model,
+                        best_model.as_ref(),
+                        &self.opt.to_record().moments,
+                        &ema,
+                    )?);
                 }
             }
         }
+        if opts.stop_after.is_some_and(|s| st.step >= s) && st.epoch <= c.train.epochs {
+            return Err(TrainError::Stopped { step: st.step });
+        }
         let (trainable1, total_params) = count_params(&self.model);
         let mut test_metrics = BTreeMap::new();
-        let best_index = best.as_ref().map(|(i, _, _)| *i);
-        if let Some((_, _, m)) = best {
+        if let Some(m) = best_model {
             self.model = m;
             if !c.task.test_split.is_empty() {
                 test_metrics = self.evaluate(&c.task.test_split)?;
@@ -442,16 +538,16 @@ impl Trainer {
                 .as_ref()
                 .map_or("full", AdapterConfig::method)
                 .to_string(),
-            evals,
-            best: best_index,
+            evals: st.evals,
+            best: st.best.map(|b| b.0),
             test_metrics,
-            trainable_params: (trainable0, trainable1),
+            trainable_params: (st.trainable0, trainable1),
             total_params,
-            steps: step,
-            examples_per_s: seen as f64 / train_time.max(1e-9),
+            steps: st.step,
+            examples_per_s: st.seen as f64 / st.train_time.max(1e-9),
             wall_s: start.elapsed().as_secs_f64(),
             peak_rss_mib: peak_rss_mib(),
-            allocations,
+            allocations: st.allocations,
         };
         if let Some(d) = out_dir {
             let bytes = serde_json::to_vec_pretty(&record).map_err(other)?;
@@ -462,6 +558,19 @@ impl Trainer {
             model: self.model,
         })
     }
+}
+
+/// How to run: where to write, whether to resume, and test hooks.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Output directory (`log.jsonl`, `record.json`, `checkpoint/`).
+    pub out_dir: Option<std::path::PathBuf>,
+    /// Continue from `out_dir/checkpoint` when there is one (same config only).
+    pub resume: bool,
+    /// Stop after this optimizer step with a checkpoint, as if killed ([`TrainError::Stopped`]).
+    pub stop_after: Option<usize>,
+    /// Treat the loss of this optimizer step as NaN (tests the non-finite path).
+    pub poison_step: Option<usize>,
 }
 
 /// The result of [`Trainer::run`].

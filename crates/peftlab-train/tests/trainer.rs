@@ -86,6 +86,16 @@ lora_alpha = 8.0
 lora_dropout = 0.1
 target_modules = ["query", "value"]"#;
 
+const TRI: &str = r#"[adapter]
+method = "triadaptlora"
+reference_rank = 3
+init_rank = 1
+incre_rank_num = 1
+init_warmup = 1
+incre_interval = 2
+lora_dropout = 0.1
+target_modules = ["query", "value"]"#;
+
 fn adapter_weights(m: &Model) -> Vec<(String, Vec<f32>)> {
     let mut out = Vec::new();
     m.for_each_linear("", &mut |p, l| {
@@ -298,5 +308,135 @@ fn the_adapter_is_really_attached() {
         n += usize::from(matches!(l.adapter, Some(Adapter::LowRank(_))));
     });
     assert_eq!(n, 4);
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
+/// A run killed mid-epoch (step 5 of 6 per epoch, dropout on, AdamW state, TriAdaptLoRA grown)
+/// and resumed from its checkpoint ends bit-identical to the uninterrupted run.
+#[test]
+fn killed_and_resumed_run_is_bit_identical() {
+    use peftlab_train::{RunOptions, TrainError};
+    let glue = glue_dir("resume", 48, 12);
+    for adapter in [LORA, TRI] {
+        let cfg = config(&glue, adapter, "checkpoint_every = 2\n");
+        let out_a = std::env::temp_dir().join(format!("peftlab-resume-a-{}", std::process::id()));
+        let out_b = std::env::temp_dir().join(format!("peftlab-resume-b-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out_a);
+        let _ = std::fs::remove_dir_all(&out_b);
+        let full = Trainer::new(cfg.clone())
+            .unwrap()
+            .run_with(
+                &RunOptions {
+                    out_dir: Some(out_a.clone()),
+                    ..Default::default()
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+        let stopped = Trainer::new(cfg.clone()).unwrap().run_with(
+            &RunOptions {
+                out_dir: Some(out_b.clone()),
+                stop_after: Some(5),
+                ..Default::default()
+            },
+            &mut |_| {},
+        );
+        assert!(
+            matches!(stopped, Err(TrainError::Stopped { step: 5 })),
+            "{:?}",
+            stopped.err()
+        );
+        let resumed = Trainer::new(cfg.clone())
+            .unwrap()
+            .run_with(
+                &RunOptions {
+                    out_dir: Some(out_b.clone()),
+                    resume: true,
+                    ..Default::default()
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!(resumed.record.steps, full.record.steps);
+        assert_eq!(resumed.record.evals, full.record.evals, "{adapter}");
+        assert_eq!(resumed.record.allocations, full.record.allocations);
+        assert_eq!(
+            adapter_weights(&resumed.model),
+            adapter_weights(&full.model),
+            "{adapter}"
+        );
+        assert_eq!(
+            base_weight(&resumed.model, "classifier"),
+            base_weight(&full.model, "classifier")
+        );
+        // the log continues rather than restarting
+        let log = std::fs::read_to_string(out_b.join("log.jsonl")).unwrap();
+        let steps = log
+            .lines()
+            .filter(|l| l.contains("\"event\":\"step\""))
+            .count();
+        assert_eq!(steps, full.record.steps);
+        // another config cannot resume this checkpoint
+        let mut other = cfg.clone();
+        other.optim.lr *= 2.0;
+        let e = Trainer::new(other)
+            .unwrap()
+            .run_with(
+                &RunOptions {
+                    out_dir: Some(out_b.clone()),
+                    resume: true,
+                    ..Default::default()
+                },
+                &mut |_| {},
+            )
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("another config"), "{e}");
+        std::fs::remove_dir_all(&out_a).unwrap();
+        std::fs::remove_dir_all(&out_b).unwrap();
+    }
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
+/// A non-finite loss stops the run naming the step, and the last good checkpoint stays.
+#[test]
+fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
+    use peftlab_train::{RunOptions, TrainError};
+    let glue = glue_dir("nan", 24, 6);
+    let cfg = config(&glue, LORA, "checkpoint_every = 2\n");
+    let out = std::env::temp_dir().join(format!("peftlab-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let e = Trainer::new(cfg)
+        .unwrap()
+        .run_with(
+            &RunOptions {
+                out_dir: Some(out.clone()),
+                poison_step: Some(3),
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .err()
+        .unwrap();
+    match &e {
+        TrainError::NonFinite {
+            step, checkpoint, ..
+        } => {
+            assert_eq!(*step, 3);
+            let dir = checkpoint.as_ref().expect("checkpoint of step 2");
+            let st: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap())
+                    .unwrap();
+            assert_eq!(st["step"], 2);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("step 3"), "{e}");
+    assert!(
+        !out.join("record.json").exists(),
+        "no record for a failed run"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_dir_all(&glue).unwrap();
 }

@@ -101,6 +101,9 @@ enum Command {
         /// Output directory (default: `runs/<config name>-<config hash>`).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue from the output directory's checkpoint (same config only).
+        #[arg(long)]
+        resume: bool,
     },
 }
 
@@ -598,7 +601,11 @@ fn evaluate(a: &EvaluateArgs) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Evaluate(a) => evaluate(&a),
-        Command::Train { config, out } => train_cmd(&config, out),
+        Command::Train {
+            config,
+            out,
+            resume,
+        } => train_cmd(&config, out, resume),
         Command::Inspect(common) => inspect(&common),
         Command::Predict {
             common,
@@ -630,8 +637,8 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn train_cmd(config: &Path, out: Option<PathBuf>) -> Result<()> {
-    use peftlab_train::{Event, TrainConfig, Trainer};
+fn train_cmd(config: &Path, out: Option<PathBuf>, resume: bool) -> Result<()> {
+    use peftlab_train::{Event, RunOptions, TrainConfig, Trainer};
     use std::io::{IsTerminal, Write};
     let cfg = TrainConfig::from_file(config)?;
     let out = out.unwrap_or_else(|| {
@@ -680,7 +687,12 @@ fn train_cmd(config: &Path, out: Option<PathBuf>) -> Result<()> {
             );
         }
     };
-    let record = trainer.run(Some(&out), &mut on_event)?.record;
+    let opts = RunOptions {
+        out_dir: Some(out.clone()),
+        resume,
+        ..Default::default()
+    };
+    let record = trainer.run_with(&opts, &mut on_event)?.record;
     println!(
         "{}",
         serde_json::json!({"out": out, "best": record.best.map(|i| &record.evals[i]), "test": record.test_metrics,

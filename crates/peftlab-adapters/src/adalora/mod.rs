@@ -177,6 +177,9 @@ struct Ema {
     unc: Tensor<2>,
 }
 
+/// AdaLoRA's EMA state by key (`path.A|E|B`): `(shape, sensitivity, uncertainty)`.
+pub type EmaState = std::collections::BTreeMap<String, ([usize; 2], Vec<f32>, Vec<f32>)>;
+
 /// AdaLoRA's rank allocator: [`AdaLoraAllocator::update`] after every backward (needs the
 /// gradients), [`AdaLoraAllocator::mask`] after every optimizer step.
 #[derive(Debug, Clone)]
@@ -233,6 +236,40 @@ impl AdaLoraAllocator {
             b_target: config.target_r * n,
             ema: HashMap::new(),
         })
+    }
+
+    /// The sensitivity and uncertainty EMAs by key (`path.A|E|B`): `(shape, sens, unc)`, for a
+    /// checkpoint.
+    pub fn ema_state(&self) -> EmaState {
+        let v = |t: &Tensor<2>| {
+            t.to_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+        };
+        self.ema
+            .iter()
+            .map(|(k, e)| (k.clone(), (e.sens.dims(), v(&e.sens), v(&e.unc))))
+            .collect()
+    }
+
+    /// Restore [`AdaLoraAllocator::ema_state`] on `device`.
+    pub fn set_ema_state(&mut self, state: &EmaState, device: &Device) {
+        let t = |shape: [usize; 2], v: &Vec<f32>| {
+            Tensor::<2>::from_data(burn::tensor::TensorData::new(v.clone(), shape), device)
+        };
+        self.ema = state
+            .iter()
+            .map(|(k, (shape, s, u))| {
+                (
+                    k.clone(),
+                    Ema {
+                        sens: t(*shape, s),
+                        unc: t(*shape, u),
+                    },
+                )
+            })
+            .collect();
     }
 
     /// `b(t)` for this run.

@@ -200,6 +200,11 @@ impl TriAdaptAdapter {
         Ok(())
     }
 
+    /// Rows of each `A` block (block 0 is the initial rank, one more per growth).
+    pub fn block_sizes(&self) -> Vec<usize> {
+        self.a_blocks.iter().map(|a| a.dims()[0]).collect()
+    }
+
     /// Grow by `k`, keeping the layer's output unchanged (for the default strip init): existing
     /// `B` blocks are rescaled by `s_old / s_new` under `α/R` scaling.
     pub fn grow(
@@ -357,6 +362,43 @@ impl TriAdaptAllocator {
     /// Current total rank `B_cur`.
     pub fn total_rank(&self) -> usize {
         self.current_total
+    }
+
+    /// What a checkpoint must keep to continue: the current total rank and, per module, the
+    /// normalized norm the next score is measured against.
+    pub fn state(&self) -> (usize, Vec<(String, f64)>) {
+        (
+            self.current_total,
+            self.scores
+                .iter()
+                .map(|(p, s)| (p.clone(), s.previous()))
+                .collect(),
+        )
+    }
+
+    /// Restore [`TriAdaptAllocator::state`] (same modules, in order); an error names a module
+    /// the allocator does not have.
+    pub fn set_state(
+        &mut self,
+        total: usize,
+        previous: &[(String, f64)],
+    ) -> Result<(), AdapterError> {
+        if previous.len() != self.scores.len()
+            || previous
+                .iter()
+                .zip(&self.scores)
+                .any(|((a, _), (b, _))| a != b)
+        {
+            return Err(AdapterError::Config {
+                key: "allocator state".into(),
+                reason: "modules differ from the model's TriAdaptLoRA modules".into(),
+            });
+        }
+        self.current_total = total;
+        for ((_, s), (_, n)) in self.scores.iter_mut().zip(previous) {
+            *s = FrobeniusImportance::new(*n);
+        }
+        Ok(())
     }
 
     /// Target total rank `B_target`.
