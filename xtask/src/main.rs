@@ -9,7 +9,9 @@
 //! - `bench-models`: forward throughput of the real MiniLM and SmolLM2 checkpoints, peftlab
 //!   (criterion) and PyTorch (`scripts/bench_torch_forward.py`) side by side in one run
 //!   (`target/bench-models.md`).
-//! - `reproduce <method>`: rebuild a paper's table. Not available yet (see the message it prints).
+//! - `reproduce <method> [--profile smoke|cpu|paper] [options]`: rebuild a paper's tables —
+//!   builds the `peftlab` binary in release mode and runs `peftlab reproduce` with the same
+//!   arguments (training needs optimized code; see `peftlab reproduce --help` for the options).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -24,7 +26,9 @@ commands:
   fetch [--list] [--only NAME[,NAME…]]
                            download the pinned models and datasets into the cache
   bench-models             MiniLM / SmolLM2 forward, peftlab vs PyTorch (PEFTLAB_PYTHON)
-  reproduce <method>       rebuild a paper's table (mtlora, triadaptlora, loratrf, svda)
+  reproduce <method> [--profile smoke|cpu|paper] [--list] [--dry-run] [--force]
+            [--tasks A,B] [--seeds 0,1] [--shard I/N] [--emit-slurm FILE --shards N] [--dev-build]
+                           rebuild a paper's tables (mtlora, triadaptlora, loratrf, svda)
   help                     this text";
 
 fn main() -> ExitCode {
@@ -33,7 +37,7 @@ fn main() -> ExitCode {
         Some("bench-linalg") => bench::bench_linalg(&workspace_root(), &args[1..]),
         Some("fetch") => fetch(&args[1..]),
         Some("bench-models") => bench_models::bench_models(&workspace_root(), &args[1..]),
-        Some("reproduce") => Err(reproduce_unavailable(args.get(1).map(String::as_str))),
+        Some("reproduce") => reproduce(&workspace_root(), &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -123,14 +127,47 @@ fn fetch(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn reproduce_unavailable(method: Option<&str>) -> String {
-    let method = method.unwrap_or("<method>");
-    format!(
-        "`cargo xtask reproduce {method}` is not available yet: it needs the training crate \
-         (issue 6). What runs today: `cargo test --workspace`, `cargo xtask fetch` (the pinned \
-         models and datasets), `cargo xtask bench-linalg`, `cargo xtask bench-models`, and the \
-         `peftlab` command (inspect / predict / score / generate / evaluate)."
-    )
+/// Build `peftlab` in release mode (`--dev-build`: the dev profile, as CI's smoke run does
+/// after the tests built it) and run `peftlab reproduce ARGS --root ROOT`.
+fn reproduce(root: &Path, args: &[String]) -> Result<(), String> {
+    if args.is_empty() || args[0].starts_with('-') {
+        return Err("reproduce needs a method: mtlora, triadaptlora, loratrf or svda".into());
+    }
+    let dev = args.iter().any(|a| a == "--dev-build");
+    let args: Vec<&String> = args.iter().filter(|a| *a != "--dev-build").collect();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let (profile_flag, dir) = if dev {
+        (None, "debug")
+    } else {
+        (Some("--release"), "release")
+    };
+    eprintln!("building peftlab ({dir}) …");
+    let status = Command::new(&cargo)
+        .arg("build")
+        .args(profile_flag)
+        .args(["--quiet", "-p", "peftlab"])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("{cargo}: {e}"))?;
+    if !status.success() {
+        return Err("cargo build --release -p peftlab failed".into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join(dir).join("peftlab");
+    let status = Command::new(&bin)
+        .arg("reproduce")
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .status()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("peftlab reproduce exited with {status}"))
+    }
 }
 
 /// The workspace root (the parent of this crate's directory).

@@ -7,7 +7,10 @@
 //!   allocators and orthogonality regularizers of TriAdaptLoRA and AdaLoRA driven from the
 //!   adapter config, evaluation with best-epoch selection, full fine-tuning when no adapter is
 //!   configured;
-//! - [`record`]: the JSON run record and the JSONL log.
+//! - [`record`]: the JSON run record and the JSONL log;
+//! - [`checkpoint`]: checkpoints and bit-identical resume;
+//! - [`table`], [`reproduce`]: paper tables as data (`experiments/<method>/*.toml`), their runs,
+//!   aggregation over seeds and the Markdown / CSV / JSON / SVG outputs.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -15,6 +18,8 @@ pub mod config;
 pub mod error;
 pub mod optim;
 pub mod record;
+pub mod reproduce;
+pub mod table;
 pub mod trainer;
 
 pub use config::TrainConfig;

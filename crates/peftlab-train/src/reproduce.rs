@@ -1,0 +1,266 @@
+//! `cargo xtask reproduce <method>`: run every table of `experiments/<method>/*.toml` for a
+//! profile, skipping runs whose record holds the same config hash, then aggregate all records
+//! of the table (from every shard) into `table.md`, `table.csv`, `table.json` and plots.
+//!
+//! Results: `docs/results/<method>/<table>/<profile>/` for the `cpu` and `paper` profiles (meant
+//! to be committed), `target/results/…` for `smoke`; `--out` overrides. Each run keeps
+//! `record.json` and `log.jsonl`; its checkpoint is deleted once the record is written.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::record::write_atomic;
+use crate::table::{self, PlannedRun, TableSpec};
+use crate::{Event, RunOptions, TrainError, Trainer};
+
+/// What to reproduce and how.
+#[derive(Debug, Clone, Default)]
+pub struct ReproduceArgs {
+    /// `mtlora`, `triadaptlora`, `loratrf`, `svda`.
+    pub method: String,
+    /// `smoke`, `cpu` or `paper`.
+    pub profile: String,
+    /// The workspace root (holds `experiments/`).
+    pub root: PathBuf,
+    /// Results root instead of the default.
+    pub out: Option<PathBuf>,
+    /// Only these tasks.
+    pub tasks: Option<Vec<String>>,
+    /// Only these seeds.
+    pub seeds: Option<Vec<u64>>,
+    /// Run even when a record with the same config exists.
+    pub force: bool,
+    /// Print the plan, run nothing.
+    pub dry_run: bool,
+    /// List the tables and profiles.
+    pub list: bool,
+    /// `(i, n)`: run only shard i of n.
+    pub shard: Option<(usize, usize)>,
+    /// Write a SLURM array script with this many shards to this file instead of running.
+    pub emit_slurm: Option<(PathBuf, usize)>,
+}
+
+/// The table specs of a method, sorted by file name.
+pub fn specs(root: &Path, method: &str) -> Result<Vec<(PathBuf, TableSpec)>, TrainError> {
+    let dir = root.join("experiments").join(method);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| TrainError::File {
+            path: dir.clone(),
+            reason: format!("{e} (methods: mtlora, triadaptlora, loratrf, svda)"),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| TableSpec::from_file(&f).map(|s| (f, s)))
+        .collect()
+}
+
+fn results_dir(a: &ReproduceArgs, table: &str) -> PathBuf {
+    let base = a.out.clone().unwrap_or_else(|| {
+        if a.profile == "smoke" {
+            a.root.join("target/results")
+        } else {
+            a.root.join("docs/results")
+        }
+    });
+    base.join(&a.method).join(table).join(&a.profile)
+}
+
+/// Run (or plan, list, shard, emit) a method's tables; `log` receives progress lines.
+pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), TrainError> {
+    let all = specs(&a.root, &a.method)?;
+    if a.list {
+        for (f, s) in &all {
+            log(&format!("{}: {}", f.display(), s.title));
+            for (name, p) in &s.profiles {
+                log(&format!(
+                    "  profile {name}: {} rows × tasks {:?} × seeds {:?}{}",
+                    s.rows.len(),
+                    p.tasks,
+                    p.seeds,
+                    if p.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {}", p.note)
+                    }
+                ));
+            }
+        }
+        return Ok(());
+    }
+    if let Some((file, n)) = &a.emit_slurm {
+        let script = table::slurm_script(&a.method, &a.profile, *n, "");
+        write_atomic(file, script.as_bytes())?;
+        log(&format!("wrote {} ({n} shards)", file.display()));
+        return Ok(());
+    }
+    for (file, spec) in &all {
+        let stem = file
+            .file_stem()
+            .map_or("table".into(), |s| s.to_string_lossy().to_string());
+        let out = results_dir(a, &stem);
+        let mut plan = spec.plan(
+            file,
+            &a.profile,
+            &out,
+            a.tasks.as_deref(),
+            a.seeds.as_deref(),
+        )?;
+        // model paths in specs are relative to the workspace root
+        for r in &mut plan {
+            let p = a.root.join(&r.config.model.path);
+            if p.exists() {
+                r.config.model.path = p.display().to_string();
+            }
+        }
+        let mine = match a.shard {
+            Some((i, n)) => table::shard(plan.clone(), i, n),
+            None => plan.clone(),
+        };
+        let todo: Vec<&PlannedRun> = mine.iter().filter(|r| a.force || !table::done(r)).collect();
+        log(&format!(
+            "{} [{}]: {} runs planned, {} in this shard, {} to run",
+            stem,
+            a.profile,
+            plan.len(),
+            mine.len(),
+            todo.len()
+        ));
+        for (k, run) in todo.iter().enumerate() {
+            let tag = format!(
+                "[{}/{}] {} · {} · seed {}",
+                k + 1,
+                todo.len(),
+                run.row,
+                run.task,
+                run.seed
+            );
+            if a.dry_run {
+                log(&format!("{tag} → {}", run.dir.display()));
+                continue;
+            }
+            log(&format!("{tag}: training"));
+            if a.force {
+                let _ = std::fs::remove_dir_all(&run.dir);
+            }
+            let trainer = Trainer::new(run.config.clone())?;
+            let total = trainer.total_steps();
+            let mut last = std::time::Instant::now();
+            let opts = RunOptions {
+                out_dir: Some(run.dir.clone()),
+                resume: true,
+                ..Default::default()
+            };
+            let done = trainer.run_with(&opts, &mut |e| match e {
+                Event::Step {
+                    step,
+                    loss,
+                    examples_per_s,
+                    ..
+                } if last.elapsed().as_secs() >= 30 || *step == total => {
+                    last = std::time::Instant::now();
+                    log(&format!(
+                        "  step {step}/{total} loss {loss:.4} {examples_per_s:.1} ex/s"
+                    ));
+                }
+                Event::Eval(p) => log(&format!("  eval epoch {}: {}", p.epoch, json!(p.metrics))),
+                _ => {}
+            })?;
+            let _ = std::fs::remove_dir_all(crate::checkpoint::dir_of(&run.dir));
+            log(&format!(
+                "  test {} ({:.0} s)",
+                json!(done.record.test_metrics),
+                done.record.wall_s
+            ));
+        }
+        if a.dry_run {
+            continue;
+        }
+        write_outputs(spec, &a.profile, &plan, &out)?;
+        log(&format!("table: {}", out.join("table.md").display()));
+    }
+    Ok(())
+}
+
+/// Aggregate the records of `plan` and write the table and plots into `out`.
+pub fn write_outputs(
+    spec: &TableSpec,
+    profile: &str,
+    plan: &[PlannedRun],
+    out: &Path,
+) -> Result<(), TrainError> {
+    let cells = table::aggregate(spec, plan)?;
+    let n_records = cells.iter().map(|c| c.values.len()).sum::<usize>();
+    let mut md = table::markdown(spec, profile, &cells);
+    md += &format!("\n{n_records} run records of {} planned.\n", plan.len());
+    write_atomic(&out.join("table.md"), md.as_bytes())?;
+    write_atomic(&out.join("table.csv"), table::csv(&cells).as_bytes())?;
+    let j = serde_json::to_vec_pretty(
+        &json!({"title": spec.title, "profile": profile, "source": spec.source, "cells": cells}),
+    )
+    .map_err(|e| TrainError::Other(e.to_string()))?;
+    write_atomic(&out.join("table.json"), &j)?;
+    write_atomic(
+        &out.join("bars.svg"),
+        table::bars_svg(spec, &cells).as_bytes(),
+    )?;
+    // loss curves (first seed of each row, per task) and rank growth where there is any
+    let mut loss = Vec::new();
+    let mut ranks = Vec::new();
+    for run in plan {
+        let first_seed = plan
+            .iter()
+            .filter(|r| r.row == run.row && r.task == run.task)
+            .map(|r| r.seed)
+            .min();
+        if Some(run.seed) != first_seed {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(run.dir.join("log.jsonl")) {
+            let pts: Vec<(f64, f64)> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["event"] == "step")
+                .filter_map(|v| Some((v["step"].as_f64()?, v["loss"].as_f64()?)))
+                .collect();
+            if !pts.is_empty() {
+                loss.push((format!("{} · {}", run.row, run.task), pts));
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(run.dir.join("record.json"))
+            && let Ok(rec) = serde_json::from_str::<crate::record::RunRecord>(&text)
+        {
+            let pts: Vec<(f64, f64)> = rec
+                .allocations
+                .iter()
+                .filter_map(|a| Some((a["step"].as_f64()?, a["total_rank"].as_f64()?)))
+                .collect();
+            if !pts.is_empty() {
+                ranks.push((format!("{} · {}", run.row, run.task), pts));
+            }
+        }
+    }
+    if !loss.is_empty() {
+        let svg = table::lines_svg(
+            &format!("{}: training loss (first seed)", spec.title),
+            "optimizer step",
+            "loss",
+            &loss,
+        );
+        write_atomic(&out.join("loss.svg"), svg.as_bytes())?;
+    }
+    if !ranks.is_empty() {
+        let svg = table::lines_svg(
+            &format!("{}: total rank (first seed)", spec.title),
+            "optimizer step",
+            "total rank",
+            &ranks,
+        );
+        write_atomic(&out.join("rank_growth.svg"), svg.as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Table specs, planning, sharding and aggregation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use peftlab_train::table::{self, Cell, TableSpec};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every committed spec parses, and every profile plans into valid run configs.
+#[test]
+fn committed_specs_parse_and_plan() {
+    let mut n = 0;
+    for method in ["mtlora", "triadaptlora", "loratrf", "svda"] {
+        let Ok(specs) = peftlab_train::reproduce::specs(&root(), method) else {
+            continue;
+        };
+        for (file, spec) in specs {
+            for (name, p) in &spec.profiles {
+                let runs = spec
+                    .plan(&file, name, Path::new("/tmp/x"), None, None)
+                    .unwrap();
+                assert_eq!(
+                    runs.len(),
+                    spec.rows.len() * p.tasks.len() * p.seeds.len(),
+                    "{} {name}",
+                    file.display()
+                );
+                n += runs.len();
+            }
+        }
+    }
+    assert!(n > 0, "no spec found");
+}
+
+const SPEC: &str = r#"
+title = "t"
+source = "s"
+[base.model]
+path = "m"
+[base.train]
+epochs = 2
+[profiles.a]
+tasks = ["mr2", "trec"]
+seeds = [0, 1, 2]
+set = { "task.train_limit" = 10, "train.epochs" = 5 }
+[[rows]]
+name = "LoRA r=8"
+adapter = { method = "lora", r = 8, target_modules = ["query"] }
+paper = { mr2 = 90.5 }
+[[rows]]
+name = "Full"
+set = { "optim.lr" = 1e-5 }
+"#;
+
+#[test]
+fn plan_expands_rows_tasks_seeds_with_overrides() {
+    let spec: TableSpec = toml::from_str(SPEC).unwrap();
+    let runs = spec
+        .plan(Path::new("x.toml"), "a", Path::new("/out"), None, None)
+        .unwrap();
+    assert_eq!(runs.len(), 2 * 2 * 3);
+    let r = &runs[0];
+    assert_eq!(
+        (r.row.as_str(), r.task.as_str(), r.seed),
+        ("LoRA r=8", "mr2", 0)
+    );
+    assert_eq!(r.config.train.epochs, 5, "profile override wins over base");
+    assert_eq!(r.config.task.train_limit, Some(10));
+    assert_eq!(r.config.task.name, "mr2");
+    assert!(r.config.adapter.is_some());
+    assert_eq!(r.dir, Path::new("/out/runs/lora_r_8__mr2__s0"));
+    let full = runs.iter().find(|r| r.row == "Full").unwrap();
+    assert!(full.config.adapter.is_none());
+    assert_eq!(full.config.optim.lr, 1e-5, "row override");
+    let only = spec
+        .plan(
+            Path::new("x.toml"),
+            "a",
+            Path::new("/out"),
+            Some(&["trec".into()]),
+            Some(&[2]),
+        )
+        .unwrap();
+    assert_eq!(only.len(), 2);
+    assert!(only.iter().all(|r| r.task == "trec" && r.seed == 2));
+    let e = spec
+        .plan(Path::new("x.toml"), "gpu", Path::new("/out"), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("x.toml") && e.contains("no profile \"gpu\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn shards_partition_the_plan() {
+    let spec: TableSpec = toml::from_str(SPEC).unwrap();
+    let runs = spec
+        .plan(Path::new("x.toml"), "a", Path::new("/out"), None, None)
+        .unwrap();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for i in 1..=5 {
+        let part = table::shard(runs.clone(), i, 5);
+        assert!(part.len() == 2 || part.len() == 3);
+        seen.extend(part.into_iter().map(|r| r.dir));
+    }
+    seen.sort();
+    let mut all: Vec<PathBuf> = runs.into_iter().map(|r| r.dir).collect();
+    all.sort();
+    assert_eq!(seen, all, "every run in exactly one shard");
+}
+
+/// Python `statistics`: mean, stdev (n − 1), median of [90.1, 91.5, 89.9, 92.0] = 90.875,
+/// 1.0340051579497396, 90.8.
+#[test]
+fn summary_matches_numpy() {
+    let (m, s, med) = table::summary(&[90.1, 91.5, 89.9, 92.0]);
+    assert!((m - 90.875).abs() < 1e-12);
+    assert!((s - 1.0340051579497396).abs() < 1e-12, "{s}");
+    assert!((med - 90.8).abs() < 1e-12);
+    assert_eq!(table::summary(&[3.0]), (3.0, 0.0, 3.0));
+    assert_eq!(table::summary(&[1.0, 5.0, 2.0]).2, 2.0);
+}
+
+#[test]
+fn markdown_and_csv_show_every_cell_and_the_paper_value() {
+    let spec: TableSpec = toml::from_str(SPEC).unwrap();
+    let cell = |row: &str, task: &str, vals: &[f64], paper: Option<f64>| {
+        let (mean, std, median) = table::summary(vals);
+        Cell {
+            row: row.into(),
+            task: task.into(),
+            metric: "accuracy".into(),
+            values: vals
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as u64, *v))
+                .collect::<BTreeMap<_, _>>(),
+            mean,
+            std,
+            median,
+            paper,
+            trainable_params: 1234,
+        }
+    };
+    let cells = vec![
+        cell("LoRA r=8", "mr2", &[90.0, 92.0], Some(90.5)),
+        cell("Full", "mr2", &[88.0, 89.0, 90.0], None),
+    ];
+    let md = table::markdown(&spec, "a", &cells);
+    assert!(
+        md.contains("| LoRA r=8 | 1234 | 91.00 ± 1.41 (91.00; n=2) [90.5] |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Full | 1234 | 89.00 ± 1.00 (89.00; n=3) |"),
+        "{md}"
+    );
+    assert!(!md.contains("trec"), "tasks without records are left out");
+    let csv = table::csv(&cells);
+    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.contains("\"LoRA r=8\",mr2,accuracy,2,91,"), "{csv}");
+    let svg = table::bars_svg(&spec, &cells);
+    assert!(
+        svg.starts_with("<svg") && svg.contains("LoRA r=8 mr2: 91.00"),
+        "{svg}"
+    );
+}
