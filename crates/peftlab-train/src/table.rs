@@ -76,12 +76,22 @@ pub struct TableSpec {
     /// The protocol, written under the table.
     #[serde(default)]
     pub protocol: String,
+    /// Another spec (path relative to this file) whose `base` and `profiles` this one uses
+    /// where it has none of its own.
+    #[serde(default)]
+    pub extends: Option<String>,
     /// The base training config (TOML table).
+    #[serde(default = "empty_table")]
     pub base: Value,
     /// Profiles by name.
+    #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
     /// Rows.
     pub rows: Vec<Row>,
+}
+
+fn empty_table() -> Value {
+    Value::Table(Default::default())
 }
 
 /// One planned run.
@@ -142,7 +152,24 @@ impl TableSpec {
     /// Read a spec file.
     pub fn from_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|e| spec_err(path, e))?;
-        toml::from_str(&text).map_err(|e| spec_err(path, e))
+        let mut spec: Self = toml::from_str(&text).map_err(|e| spec_err(path, e))?;
+        if let Some(parent) = spec.extends.clone() {
+            let pp = path.parent().unwrap_or(Path::new(".")).join(&parent);
+            if pp == path {
+                return Err(spec_err(path, "extends itself"));
+            }
+            let p = Self::from_file(&pp)?;
+            if spec.base.as_table().is_none_or(|t| t.is_empty()) {
+                spec.base = p.base;
+            }
+            for (k, v) in p.profiles {
+                spec.profiles.entry(k).or_insert(v);
+            }
+        }
+        if spec.base.as_table().is_none() {
+            return Err(spec_err(path, "no [base] table (and no `extends`)"));
+        }
+        Ok(spec)
     }
 
     /// Every run of `profile` (filtered by `tasks` / `seeds` when given), in a fixed order
