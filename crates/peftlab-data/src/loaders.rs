@@ -25,7 +25,9 @@ use serde_json::Value;
 
 use crate::DataError;
 use crate::fetch::cache_dir;
-use crate::task::{Dataset, Example, InputKind, Label, LabelKind, TaskSpec, shuffle, split_of};
+use crate::task::{
+    Dataset, Example, InputKind, Label, LabelKind, TaskSpec, shuffle, split_of, splitmix64,
+};
 
 fn file_err(path: &Path, reason: impl Into<String>) -> DataError {
     DataError::File {
@@ -396,10 +398,21 @@ fn str_field<'a>(v: &'a Value, key: &str, path: &Path, line: usize) -> Result<&'
         .ok_or_else(|| row_err(path, line, format!("no string {key:?}")))
 }
 
+/// Version of the fetched tasks' split definitions (membership and order). Run records store it,
+/// and `cargo xtask reproduce` re-runs records made under another version.
+/// 2: splits in seeded random order (1 kept file order, which MR sorts by label).
+pub const SPLITS_VERSION: u32 = 2;
+
+/// Hash-split `rows` by key, then put each split in a seeded random order: the source files are
+/// often sorted by label (MR lists all positive snippets first), and a user taking the first N
+/// examples of a split must get a sample, not one class.
 fn split3(seed: u64, rows: Vec<(String, Example)>, train: f64, dev: f64) -> [Vec<Example>; 3] {
     let mut out = [Vec::new(), Vec::new(), Vec::new()];
     for (key, ex) in rows {
         out[split_of(seed, &key, train, dev)].push(ex);
+    }
+    for (k, split) in out.iter_mut().enumerate() {
+        shuffle(split, splitmix64(seed ^ (0xA5A5 + k as u64)));
     }
     out
 }

@@ -234,3 +234,24 @@ fn user_formats_load() {
     );
     std::fs::remove_file(&tmp).unwrap();
 }
+
+/// The MR source lists every positive snippet before the negative ones; a split's first N
+/// examples must still be a sample of both classes (the first 1,000 of the old file-order
+/// split held one class only, and a classifier trained on them predicted it everywhere).
+#[test]
+fn split_prefixes_are_samples_not_sorted_runs() {
+    let Some(mr) = fetched("mr2") else { return };
+    for (name, split) in [("train", &mr.train), ("dev", &mr.dev), ("test", &mr.test)] {
+        for n in [100, 400] {
+            let pos = split[..n]
+                .iter()
+                .filter(|e| e.label == Some(Label::Class(1)))
+                .count();
+            let frac = pos as f64 / n as f64;
+            assert!(
+                (0.35..0.65).contains(&frac),
+                "{name}[..{n}]: {frac} positive"
+            );
+        }
+    }
+}

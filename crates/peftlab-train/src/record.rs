@@ -36,7 +36,7 @@ pub struct RunRecord {
     pub git_commit: Option<String>,
     /// Whether the checkout had uncommitted changes.
     pub git_dirty: Option<bool>,
-    /// peftlab and burn versions.
+    /// peftlab, burn and data-split versions.
     pub versions: BTreeMap<String, String>,
     /// The burn device the run trained on.
     pub backend: String,

@@ -239,13 +239,15 @@ impl TableSpec {
     }
 }
 
-/// Whether `dir` holds a finished record of exactly this config.
+/// Whether `dir` holds a finished record of exactly this config, made with the current
+/// definition of the data splits.
 pub fn done(run: &PlannedRun) -> bool {
     let hash = crate::record::hash_hex(&run.config.to_toml());
+    let splits = peftlab_data::loaders::SPLITS_VERSION.to_string();
     std::fs::read_to_string(run.dir.join("record.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok())
-        .is_some_and(|r| r.config_hash == hash)
+        .is_some_and(|r| r.config_hash == hash && r.versions.get("splits") == Some(&splits))
 }
 
 /// The runs of shard `i` of `n` (1-based): every n-th run starting at the i-th, in plan order.

@@ -530,6 +530,10 @@ impl Trainer {
             versions: BTreeMap::from([
                 ("peftlab".to_string(), env!("CARGO_PKG_VERSION").to_string()),
                 ("burn".to_string(), "0.22.1".to_string()),
+                (
+                    "splits".to_string(),
+                    peftlab_data::loaders::SPLITS_VERSION.to_string(),
+                ),
             ]),
             backend: format!("{:?}", self.device.clone().inner()),
             seed: c.train.seed,
