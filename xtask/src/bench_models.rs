@@ -58,54 +58,129 @@ pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
     }
+    let args = [
+        "--minilm".into(),
+        minilm.into_os_string(),
+        "--smollm2".into(),
+        smollm2.into_os_string(),
+    ];
+    let ids = ["minilm/forward/b32_t64", "smollm2/forward/b8_t64"];
+    let table = side_by_side(
+        root,
+        &py,
+        "scripts/bench_torch_forward.py",
+        &args,
+        ("peftlab-models", "forward"),
+        &ids,
+        "forward",
+    )?;
+    let out = root.join("target/bench-models.md");
+    fs::write(&out, &table).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+/// `cargo xtask bench-train`: one optimizer step of MiniLM with LoRA (and the other adapters),
+/// peftlab's criterion bench against PyTorch + PEFT (`scripts/bench_torch_train.py`) in one run.
+pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
+    if let Some(bad) = args.first() {
+        return Err(format!("bench-train: unknown argument `{bad}`"));
+    }
+    let py = python()?;
+    let a = peftlab_data::fetch::manifest()
+        .into_iter()
+        .find(|a| a.name == "minilm")
+        .expect("in the manifest");
+    peftlab_data::fetch::fetch(&a, &peftlab_data::fetch::cache_dir()).map_err(|e| e.to_string())?;
+    let minilm = peftlab_data::fetch::cache_dir().join(&a.dest);
+    let ids = [
+        "minilm_train_step/lora/b32_t64",
+        "minilm_train_step/mtlora_shim/b32_t64",
+        "minilm_train_step/mtlora_icfm/b32_t64",
+        "minilm_train_step/mtlora_ctcm/b32_t64",
+        "minilm_train_step/mtlora_dtsm/b32_t64",
+        "minilm_train_step/triadaptlora/b32_t64",
+    ];
+    let table = side_by_side(
+        root,
+        &py,
+        "scripts/bench_torch_train.py",
+        &["--minilm".into(), minilm.into_os_string()],
+        ("peftlab-train", "train_step"),
+        &ids,
+        "train step (PyTorch: PEFT LoRA)",
+    )?;
+    let out = root.join("target/bench-train.md");
+    fs::write(&out, &table).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+/// PyTorch script, then the criterion bench, then the script again; the table of medians.
+/// Rows whose id the script does not report are compared with its first result (the PEFT LoRA
+/// step for the training bench, the reference for every adapter).
+fn side_by_side(
+    root: &Path,
+    py: &Path,
+    script: &str,
+    script_args: &[std::ffi::OsString],
+    (package, bench): (&str, &str),
+    ids: &[&str],
+    what: &str,
+) -> Result<String, String> {
     let target = root.join("target");
     let torch_run = |name: &str| -> Result<Value, String> {
         let out = target.join(name);
-        run(Command::new(&py)
-            .arg(root.join("scripts/bench_torch_forward.py"))
-            .arg("--minilm")
-            .arg(&minilm)
-            .arg("--smollm2")
-            .arg(&smollm2)
+        run(Command::new(py)
+            .arg(root.join(script))
+            .args(script_args)
             .arg("--out")
             .arg(&out))?;
         let text = fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))
     };
     eprintln!("[1/3] PyTorch …");
-    let before = torch_run("bench-torch-before.json")?;
+    let before = torch_run(&format!("{bench}-torch-before.json"))?;
     eprintln!("[2/3] peftlab (criterion) …");
-    run(Command::new(env!("CARGO")).current_dir(root).args([
-        "bench",
-        "-p",
-        "peftlab-models",
-        "--bench",
-        "forward",
-    ]))?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["bench", "-p", package, "--bench", bench]))?;
     eprintln!("[3/3] PyTorch again …");
-    let after = torch_run("bench-torch-after.json")?;
+    let after = torch_run(&format!("{bench}-torch-after.json"))?;
     let ours = read_criterion(&target.join("criterion"))?;
-    let table = render(&ours, &before, &after);
+    let table = render(&ours, &before, &after, ids, what, script.contains("train"));
     println!("{table}");
-    let out = target.join("bench-models.md");
-    fs::write(&out, &table).map_err(|e| format!("{}: {e}", out.display()))?;
-    eprintln!("written to {}", out.display());
-    Ok(())
+    Ok(table)
 }
 
-fn render(ours: &std::collections::BTreeMap<String, f64>, before: &Value, after: &Value) -> String {
+fn render(
+    ours: &std::collections::BTreeMap<String, f64>,
+    before: &Value,
+    after: &Value,
+    ids: &[&str],
+    what: &str,
+    fallback_to_first: bool,
+) -> String {
     let mut s = format!(
         "PyTorch {} (transformers {}, {} threads) vs peftlab (flex), medians in seconds\n\n\
-         | forward | PyTorch before | peftlab | PyTorch after | peftlab / PyTorch (mean) |\n\
+         | {what} | PyTorch before | peftlab | PyTorch after | peftlab / PyTorch (mean) |\n\
          |---|---|---|---|---|\n",
         before["torch"].as_str().unwrap_or("?"),
         before["transformers"].as_str().unwrap_or("?"),
         before["threads"]
     );
-    for id in ["minilm/forward/b32_t64", "smollm2/forward/b8_t64"] {
+    let first = |v: &Value| {
+        v["results"]
+            .as_object()
+            .and_then(|m| m.values().next())
+            .and_then(Value::as_f64)
+            .filter(|_| fallback_to_first)
+    };
+    for id in ids {
+        let id = *id;
         let (b, a) = (
-            before["results"][id].as_f64(),
-            after["results"][id].as_f64(),
+            before["results"][id].as_f64().or_else(|| first(before)),
+            after["results"][id].as_f64().or_else(|| first(after)),
         );
         let o = ours.get(id).copied();
         let cell = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.3}"));
@@ -135,7 +210,8 @@ mod tests {
         let ours = [("minilm/forward/b32_t64".to_string(), 0.6)]
             .into_iter()
             .collect();
-        let t = render(&ours, &before, &after);
+        let ids = ["minilm/forward/b32_t64", "smollm2/forward/b8_t64"];
+        let t = render(&ours, &before, &after, &ids, "forward", false);
         assert!(
             t.contains("| minilm/forward/b32_t64 | 0.300 | 0.600 | 0.500 | 1.50× |"),
             "{t}"

@@ -9,6 +9,9 @@
 //! - `bench-models`: forward throughput of the real MiniLM and SmolLM2 checkpoints, peftlab
 //!   (criterion) and PyTorch (`scripts/bench_torch_forward.py`) side by side in one run
 //!   (`target/bench-models.md`).
+//! - `bench-train`: one optimizer step of MiniLM with each adapter (criterion,
+//!   `crates/peftlab-train/benches/train_step.rs`) against PyTorch + PEFT LoRA
+//!   (`scripts/bench_torch_train.py`) in one run (`target/bench-train.md`).
 //! - `reproduce <method> [--profile smoke|cpu|paper] [options]`: rebuild a paper's tables —
 //!   builds the `peftlab` binary in release mode and runs `peftlab reproduce` with the same
 //!   arguments (training needs optimized code; see `peftlab reproduce --help` for the options).
@@ -26,6 +29,7 @@ commands:
   fetch [--list] [--only NAME[,NAME…]]
                            download the pinned models and datasets into the cache
   bench-models             MiniLM / SmolLM2 forward, peftlab vs PyTorch (PEFTLAB_PYTHON)
+  bench-train              MiniLM + LoRA/MTLoRA/TriAdaptLoRA train step vs PyTorch + PEFT
   reproduce <method> [--profile smoke|cpu|paper] [--list] [--dry-run] [--force]
             [--tasks A,B] [--seeds 0,1] [--shard I/N] [--emit-slurm FILE --shards N] [--dev-build]
                            rebuild a paper's tables (mtlora, triadaptlora, loratrf, svda)
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Some("bench-linalg") => bench::bench_linalg(&workspace_root(), &args[1..]),
         Some("fetch") => fetch(&args[1..]),
         Some("bench-models") => bench_models::bench_models(&workspace_root(), &args[1..]),
+        Some("bench-train") => bench_models::bench_train(&workspace_root(), &args[1..]),
         Some("reproduce") => reproduce(&workspace_root(), &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

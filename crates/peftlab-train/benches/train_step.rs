@@ -1,0 +1,108 @@
+//! One optimizer step of the real all-MiniLM-L6-v2 with an adapter on the six matrices per
+//! layer (query, key, value, attention output, intermediate, output) and a trained head:
+//! B = 32, T = 64 (deterministic ids, full mask), mean pooling, cross-entropy, backward,
+//! global-norm clipping, AdamW — what the training loop does per step. Variants: LoRA r = 8,
+//! the four MTLoRA structures at r = 8, TriAdaptLoRA at rank 8 (no growth during the bench).
+//!
+//! Run: `cargo bench -p peftlab-train --bench train_step`; side by side with PyTorch + PEFT
+//! (`scripts/bench_torch_train.py`): `PEFTLAB_PYTHON=… cargo xtask bench-train`. Needs the
+//! fetched MiniLM (`cargo xtask fetch --only minilm`); skipped with a message without it.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use criterion::{Criterion, criterion_group, criterion_main};
+use peftlab_adapters::{AdapterConfig, AdapterHost, attach};
+use peftlab_data::task::Label;
+use peftlab_models::zoo::{LoadOptions, Model, load};
+use peftlab_train::optim::{AdamW, AdamWConfig, global_grad_norm};
+use peftlab_train::trainer::classification_loss;
+
+const B: usize = 32;
+const T: usize = 64;
+const TARGETS: &str =
+    r#"["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]"#;
+
+fn adapter(toml_table: &str) -> AdapterConfig {
+    let v: toml::Value = toml::from_str(toml_table).unwrap();
+    AdapterConfig::from_value(&serde_json::to_value(v).unwrap()).unwrap()
+}
+
+fn model(dir: &std::path::Path, cfg: &AdapterConfig, dev: &Device) -> Model {
+    let opts = LoadOptions {
+        num_labels: Some(2),
+        seed: 0,
+        mean_pooling: true,
+    };
+    let mut m = load(dir, &opts, dev).unwrap().model;
+    attach(&mut m, cfg, 0).unwrap();
+    m.for_each_linear_mut("", &mut |p, l| {
+        if p == "classifier" {
+            l.unfreeze_base();
+        }
+    });
+    m
+}
+
+fn step(c: &mut Criterion) {
+    let dir = peftlab_data::fetch::cache_dir().join("models/all-MiniLM-L6-v2");
+    if !dir.join("model.safetensors").exists() {
+        eprintln!(
+            "train_step: {} missing (cargo xtask fetch --only minilm); skipped",
+            dir.display()
+        );
+        return;
+    }
+    let dev = Device::default().autodiff();
+    let ids: Vec<i64> = (0..B * T)
+        .map(|k| 1000 + ((k * 7919) % 20000) as i64)
+        .collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [B, T]), &dev);
+    let types = Tensor::<2, Int>::zeros([B, T], &dev);
+    let mask = Tensor::<2>::ones([B, T], &dev);
+    let labels: Vec<Option<Label>> = (0..B).map(|i| Some(Label::Class(i % 2))).collect();
+    let mut variants = vec![(
+        "lora".to_string(),
+        format!("method = \"lora\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {TARGETS}"),
+    )];
+    for s in ["Shim", "Icfm", "Ctcm", "Dtsm"] {
+        variants.push((
+            format!("mtlora_{}", s.to_lowercase()),
+            format!("method = \"mtlora\"\nstructure = \"{s}\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {TARGETS}"),
+        ));
+    }
+    variants.push((
+        "triadaptlora".into(),
+        format!("method = \"triadaptlora\"\nreference_rank = 8\ninit_rank = 8\ntarget_modules = {TARGETS}"),
+    ));
+    let mut g = c.benchmark_group("minilm_train_step");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    for (name, table) in variants {
+        let cfg = adapter(&table);
+        let mut m = Some(model(&dir, &cfg, &dev));
+        let mut opt = AdamW::new(AdamWConfig {
+            weight_decay: 0.01,
+            ..AdamWConfig::default()
+        });
+        g.bench_function(format!("{name}/b{B}_t{T}"), |b| {
+            b.iter(|| {
+                let model = m.take().unwrap();
+                let logits = model
+                    .classify(ids.clone(), Some(types.clone()), mask.clone())
+                    .unwrap();
+                let loss = classification_loss(logits, &labels, 0.0).unwrap();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let norm = global_grad_norm(&model, &grads);
+                let scale = if norm > 1.0 { 1.0 / (norm + 1e-6) } else { 1.0 };
+                m = Some(opt.step(model, grads, 1e-4, scale));
+                black_box(norm)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, step);
+criterion_main!(benches);
