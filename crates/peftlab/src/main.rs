@@ -108,43 +108,46 @@ enum Command {
     /// Rebuild a paper's tables (`experiments/<method>/*.toml`): run every (row, task, seed)
     /// of a profile that has no record yet, then aggregate. `cargo xtask reproduce` calls this
     /// with a release build.
-    Reproduce {
-        /// mtlora, triadaptlora, loratrf or svda.
-        method: String,
-        /// smoke (tiny, minutes), cpu (real models on the fetched tasks), paper (GPU).
-        #[arg(long, default_value = "cpu")]
-        profile: String,
-        /// Workspace root holding `experiments/`.
-        #[arg(long, default_value = ".")]
-        root: PathBuf,
-        /// Results root (default: docs/results, or target/results for smoke).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Only these tasks (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        tasks: Option<Vec<String>>,
-        /// Only these seeds (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        seeds: Option<Vec<u64>>,
-        /// Re-run runs that already have a record.
-        #[arg(long)]
-        force: bool,
-        /// Print the plan only.
-        #[arg(long)]
-        dry_run: bool,
-        /// List tables and profiles.
-        #[arg(long)]
-        list: bool,
-        /// Run shard I of N (`I/N`, 1-based).
-        #[arg(long)]
-        shard: Option<String>,
-        /// Write a SLURM array script (`--emit-slurm FILE --shards N`) instead of running.
-        #[arg(long)]
-        emit_slurm: Option<PathBuf>,
-        /// Shards for `--emit-slurm`.
-        #[arg(long, default_value_t = 4)]
-        shards: usize,
-    },
+    Reproduce(ReproduceCmd),
+}
+
+#[derive(Args)]
+struct ReproduceCmd {
+    /// mtlora, triadaptlora, loratrf or svda.
+    method: String,
+    /// smoke (tiny, minutes), cpu (real models on the fetched tasks), paper (GPU).
+    #[arg(long, default_value = "cpu")]
+    profile: String,
+    /// Workspace root holding `experiments/`.
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// Results root (default: docs/results, or target/results for smoke).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Only these tasks (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Option<Vec<String>>,
+    /// Only these seeds (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Re-run runs that already have a record.
+    #[arg(long)]
+    force: bool,
+    /// Print the plan only.
+    #[arg(long)]
+    dry_run: bool,
+    /// List tables and profiles.
+    #[arg(long)]
+    list: bool,
+    /// Run shard I of N (`I/N`, 1-based).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Write a SLURM array script (`--emit-slurm FILE --shards N`) instead of running.
+    #[arg(long)]
+    emit_slurm: Option<PathBuf>,
+    /// Shards for `--emit-slurm`.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
 }
 
 #[derive(Args)]
@@ -646,47 +649,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
             resume,
         } => train_cmd(&config, out, resume),
-        Command::Reproduce {
-            method,
-            profile,
-            root,
-            out,
-            tasks,
-            seeds,
-            force,
-            dry_run,
-            list,
-            shard,
-            emit_slurm,
-            shards,
-        } => {
-            let shard = match shard {
-                Some(s) => {
-                    let (i, n) = s.split_once('/').ok_or("--shard takes I/N")?;
-                    let (i, n): (usize, usize) = (i.parse()?, n.parse()?);
-                    if i == 0 || i > n {
-                        return Err(format!("--shard {s}: need 1 <= I <= N").into());
-                    }
-                    Some((i, n))
-                }
-                None => None,
-            };
-            let args = peftlab_train::reproduce::ReproduceArgs {
-                method,
-                profile,
-                root,
-                out,
-                tasks,
-                seeds,
-                force,
-                dry_run,
-                list,
-                shard,
-                emit_slurm: emit_slurm.map(|f| (f, shards)),
-            };
-            peftlab_train::reproduce::reproduce(&args, &mut |l| eprintln!("{l}"))?;
-            Ok(())
-        }
+        Command::Reproduce(r) => reproduce_cmd(r),
         Command::Inspect(common) => inspect(&common),
         Command::Predict {
             common,
@@ -716,6 +679,35 @@ fn run(cli: Cli) -> Result<()> {
             },
         ),
     }
+}
+
+fn reproduce_cmd(r: ReproduceCmd) -> Result<()> {
+    let shard = match &r.shard {
+        Some(s) => {
+            let (i, n) = s.split_once('/').ok_or("--shard takes I/N")?;
+            let (i, n): (usize, usize) = (i.parse()?, n.parse()?);
+            if i == 0 || i > n {
+                return Err(format!("--shard {s}: need 1 <= I <= N").into());
+            }
+            Some((i, n))
+        }
+        None => None,
+    };
+    let args = peftlab_train::reproduce::ReproduceArgs {
+        method: r.method,
+        profile: r.profile,
+        root: r.root,
+        out: r.out,
+        tasks: r.tasks,
+        seeds: r.seeds,
+        force: r.force,
+        dry_run: r.dry_run,
+        list: r.list,
+        shard,
+        emit_slurm: r.emit_slurm.map(|f| (f, r.shards)),
+    };
+    peftlab_train::reproduce::reproduce(&args, &mut |l| eprintln!("{l}"))?;
+    Ok(())
 }
 
 fn train_cmd(config: &Path, out: Option<PathBuf>, resume: bool) -> Result<()> {
