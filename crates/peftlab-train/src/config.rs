@@ -22,9 +22,10 @@ pub struct TrainConfig {
     #[serde(default, deserialize_with = "partial_adapter")]
     pub adapter: Option<AdapterConfig>,
     /// Linear layers trained in full next to the adapter (the task head; PEFT's
-    /// `modules_to_save`): names or dotted suffixes.
-    #[serde(default = "d_heads")]
-    pub train_modules: Vec<String>,
+    /// `modules_to_save`): names or dotted suffixes. Default: `["classifier"]` for classifiers,
+    /// none for language models.
+    #[serde(default)]
+    pub train_modules: Option<Vec<String>>,
     /// Optimizer and schedule.
     #[serde(default)]
     pub optim: OptimConfig,
@@ -42,10 +43,6 @@ fn partial_adapter<'de, D: serde::Deserializer<'de>>(
     AdapterConfig::from_value(&v)
         .map(Some)
         .map_err(serde::de::Error::custom)
-}
-
-fn d_heads() -> Vec<String> {
-    vec!["classifier".into()]
 }
 
 /// Which pretrained model.
@@ -87,6 +84,19 @@ pub struct TaskConfig {
     /// The split reported at the best epoch.
     #[serde(default = "d_test")]
     pub test_split: String,
+    /// Generation tasks: the prompt, `{input}` replaced by the example's data.
+    #[serde(default = "d_template")]
+    pub template: String,
+    /// Generation tasks: tokens generated per evaluation example (greedy).
+    #[serde(default = "d_new_tokens")]
+    pub max_new_tokens: usize,
+}
+
+fn d_template() -> String {
+    "{input}\n".into()
+}
+fn d_new_tokens() -> usize {
+    64
 }
 
 fn d_max_len() -> usize {

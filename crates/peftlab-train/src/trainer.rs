@@ -15,15 +15,18 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::adalora::AdaLoraAllocator;
 use peftlab_adapters::triadapt::TriAdaptAllocator;
 use peftlab_adapters::{AdapterConfig, AdapterHost, attach};
-use peftlab_data::batch::{Encoded, batch_order, classification_batch, encode_examples};
+use peftlab_data::batch::{
+    Encoded, LmExample, batch_order, classification_batch, encode_examples, lm_batch, lm_example,
+};
 use peftlab_data::fetch::{cache_dir, ensure};
 use peftlab_data::loaders::load_named;
 use peftlab_data::task::{Dataset, Example, Label, splitmix64};
-use peftlab_eval::loops::evaluate_classifier;
+use peftlab_eval::loops::{evaluate_classifier, evaluate_generator};
+use peftlab_models::generate::GenerationConfig;
 use peftlab_models::tokenizer::Tokenizer;
 use peftlab_models::zoo::{LoadOptions, Model, load};
 use serde_json::json;
@@ -107,6 +110,49 @@ pub fn classification_loss(
         .div_scalar(b as f64))
 }
 
+/// Next-token cross-entropy of a decoder over the positions `loss_mask` marks (the target and
+/// EOS; the prompt is not trained), with label smoothing `eps`: logits `[B, T, V]` at position
+/// `i` predict `ids[i + 1]`; the mean is over marked tokens.
+pub fn lm_loss(
+    logits: Tensor<3>,
+    ids: Tensor<2, Int>,
+    loss_mask: Tensor<2>,
+    eps: f64,
+) -> Tensor<1> {
+    let [b, t, v] = logits.dims();
+    let logp = log_softmax(logits.slice([0..b, 0..t - 1, 0..v]), 2);
+    let target = ids.slice([0..b, 1..t]).reshape([b, t - 1, 1]);
+    let mut nll = logp.clone().gather(2, target).reshape([b, t - 1]).neg();
+    if eps > 0.0 {
+        let smooth = logp.mean_dim(2).reshape([b, t - 1]).neg();
+        nll = nll.mul_scalar(1.0 - eps) + smooth.mul_scalar(eps);
+    }
+    let m = loss_mask.slice([0..b, 1..t]);
+    (nll * m.clone()).sum() / m.sum().clamp_min(1.0)
+}
+
+/// The training examples, encoded for the model's kind.
+enum TrainSet {
+    /// Sequence classification / regression.
+    Classify(Vec<Encoded>),
+    /// Decoder: prompt + target + EOS with the loss on the target.
+    Lm {
+        /// One example per (input, reference) pair.
+        examples: Vec<LmExample>,
+        /// Padding id.
+        pad: u32,
+    },
+}
+
+impl TrainSet {
+    fn lengths(&self) -> Vec<usize> {
+        match self {
+            TrainSet::Classify(v) => v.iter().map(|e| e.ids.len()).collect(),
+            TrainSet::Lm { examples, .. } => examples.iter().map(|e| e.ids.len()).collect(),
+        }
+    }
+}
+
 /// Serializes seeding burn's process-wide RNG with the forward pass that draws from it.
 static FORWARD_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -137,7 +183,9 @@ pub struct Trainer {
     pub model: Model,
     tok: Tokenizer,
     data: Dataset,
-    train: Vec<Encoded>,
+    train: TrainSet,
+    heads: Vec<String>,
+    eos: Option<u32>,
     device: Device,
     opt: AdamW,
     alloc: Allocators,
@@ -149,15 +197,10 @@ impl Trainer {
     pub fn new(config: TrainConfig) -> Result<Self, TrainError> {
         let c = &config;
         let data = load_named(&c.task.name, c.task.glue_dir.as_deref())?;
-        let num_labels = data.num_labels().ok_or_else(|| {
-            other(format!(
-                "{}: generation tasks are trained by the LM loop (not yet here)",
-                c.task.name
-            ))
-        })?;
+        let num_labels = data.num_labels();
         let device = Device::default().autodiff();
         let opts = LoadOptions {
-            num_labels: Some(num_labels),
+            num_labels,
             seed: c.train.seed,
             mean_pooling: c.model.mean_pooling,
         };
@@ -165,12 +208,33 @@ impl Trainer {
         let tok = loaded
             .tokenizer
             .ok_or_else(|| other(format!("{}: the model has no tokenizer", c.model.path)))?;
+        let eos = loaded.eos_token_id;
         let mut model = loaded.model;
+        let is_lm = num_labels.is_none();
+        if is_lm && model.causal_lm().is_none() {
+            return Err(other(format!(
+                "{}: a generation task needs a causal language model",
+                c.task.name
+            )));
+        }
+        if !is_lm && model.causal_lm().is_some() {
+            return Err(other(format!(
+                "{}: a classification task needs an encoder classifier",
+                c.task.name
+            )));
+        }
+        let heads = c.train_modules.clone().unwrap_or_else(|| {
+            if is_lm {
+                Vec::new()
+            } else {
+                vec!["classifier".into()]
+            }
+        });
         if let Some(a) = &c.adapter {
             attach(&mut model, a, c.train.seed)?;
-            let mut found = vec![false; c.train_modules.len()];
+            let mut found = vec![false; heads.len()];
             model.for_each_linear_mut("", &mut |p, l| {
-                for (i, h) in c.train_modules.iter().enumerate() {
+                for (i, h) in heads.iter().enumerate() {
                     if peftlab_adapters::target::suffix_match(p, h) {
                         l.unfreeze_base();
                         found[i] = true;
@@ -180,10 +244,7 @@ impl Trainer {
             if let Some(i) = found.iter().position(|f| !f) {
                 return Err(TrainError::Config {
                     file: "train_modules".into(),
-                    reason: format!(
-                        "{:?} matches no linear layer of the model",
-                        c.train_modules[i]
-                    ),
+                    reason: format!("{:?} matches no linear layer of the model", heads[i]),
                 });
             }
         }
@@ -194,8 +255,25 @@ impl Trainer {
         if train_ex.is_empty() {
             return Err(other(format!("{}: no training examples", c.task.name)));
         }
-        let train = encode_examples(&tok, &train_ex, c.task.max_length).map_err(other)?;
-        let micro = train.len().div_ceil(c.train.batch_size);
+        let train = if is_lm {
+            let eos =
+                eos.ok_or_else(|| other(format!("{}: the model has no EOS token", c.model.path)))?;
+            let mut examples = Vec::new();
+            for e in &train_ex {
+                let Some(Label::Refs(refs)) = &e.label else {
+                    return Err(other(format!("example {} has no references", e.id)));
+                };
+                let prompt = c.task.template.replace("{input}", &e.text_a);
+                for r in refs {
+                    examples
+                        .push(lm_example(&tok, &prompt, r, eos, c.task.max_length).map_err(other)?);
+                }
+            }
+            TrainSet::Lm { examples, pad: eos }
+        } else {
+            TrainSet::Classify(encode_examples(&tok, &train_ex, c.task.max_length).map_err(other)?)
+        };
+        let micro = train.lengths().len().div_ceil(c.train.batch_size);
         let total_steps = micro.div_ceil(c.optim.grad_accum) * c.train.epochs;
         let alloc = Allocators {
             tri: match &c.adapter {
@@ -222,6 +300,8 @@ impl Trainer {
             tok,
             data,
             train,
+            heads,
+            eos,
             device,
             alloc,
             total_steps,
@@ -251,6 +331,19 @@ impl Trainer {
             ex.truncate(n);
         }
         let valid = self.model.clone().valid();
+        if let TrainSet::Lm { .. } = self.train {
+            let lm = valid.causal_lm().ok_or_else(|| other("not a causal LM"))?;
+            let cfg = GenerationConfig {
+                max_new_tokens: c.task.max_new_tokens,
+                num_beams: 1,
+                length_penalty: 1.0,
+                no_repeat_ngram_size: 0,
+                eos_token_id: self.eos,
+            };
+            let prompt = |x: &str| c.task.template.replace("{input}", x);
+            let (m, _) = evaluate_generator(lm, &self.tok, &self.data.task, &ex, &prompt, &cfg)?;
+            return Ok(m);
+        }
         let (m, _) = evaluate_classifier(
             &valid,
             &self.tok,
@@ -261,6 +354,51 @@ impl Trainer {
             &self.device.clone().inner(),
         )?;
         Ok(m)
+    }
+
+    /// The loss of one micro-batch (forward under the RNG lock, seeded from `micro_index`).
+    fn micro_loss(
+        &self,
+        idx: &[usize],
+        micro_index: u64,
+        eps: f64,
+    ) -> Result<(Tensor<1>, usize), TrainError> {
+        let seed = splitmix64(self.config.train.seed ^ splitmix64(micro_index));
+        match &self.train {
+            TrainSet::Classify(enc) => {
+                let items: Vec<&Encoded> = idx.iter().map(|&i| &enc[i]).collect();
+                let batch = classification_batch(&items, 0, &self.device);
+                let logits = {
+                    // burn's RNG is one per process: hold it while this forward draws its
+                    // dropout masks, so concurrent runs in one process stay deterministic
+                    let _rng = FORWARD_RNG.lock().unwrap_or_else(|e| e.into_inner());
+                    self.device.seed(seed);
+                    self.model
+                        .classify(batch.ids, Some(batch.types), batch.mask)
+                        .ok_or_else(|| other("the model is not a classifier"))?
+                };
+                Ok((
+                    classification_loss(logits, &batch.labels, eps)?,
+                    items.len(),
+                ))
+            }
+            TrainSet::Lm { examples, pad } => {
+                let items: Vec<&LmExample> = idx.iter().map(|&i| &examples[i]).collect();
+                let batch = lm_batch(&items, *pad, &self.device);
+                let logits = {
+                    let _rng = FORWARD_RNG.lock().unwrap_or_else(|e| e.into_inner());
+                    self.device.seed(seed);
+                    self.model
+                        .causal_lm()
+                        .ok_or_else(|| other("the model is not a causal LM"))?
+                        .logits(batch.ids.clone(), Some(batch.mask))
+                };
+                Ok((
+                    lm_loss(logits, batch.ids, batch.loss_mask, eps),
+                    items.len(),
+                ))
+            }
+        }
     }
 
     /// Train; `out_dir` receives `log.jsonl`, `record.json` and `checkpoint/` (nothing when
@@ -341,8 +479,8 @@ impl Trainer {
             .warmup_steps
             .unwrap_or((c.optim.warmup_ratio * self.total_steps as f64).ceil() as usize);
         let head_lr = c.optim.head_lr.unwrap_or(c.optim.lr);
-        let heads = c.train_modules.clone();
-        let lengths: Vec<usize> = self.train.iter().map(|e| e.ids.len()).collect();
+        let heads = self.heads.clone();
+        let lengths: Vec<usize> = self.train.lengths();
         let metric = self.data.task.metrics.first().cloned().unwrap_or_default();
         let max_steps = c.train.max_steps.unwrap_or(usize::MAX);
         let mut last_checkpoint: Option<std::path::PathBuf> =
@@ -367,20 +505,8 @@ impl Trainer {
                 let mut step_loss = 0.0;
                 for (mi, batch_idx) in group.iter().enumerate() {
                     st.micro_index += 1;
-                    let items: Vec<&Encoded> = batch_idx.iter().map(|&i| &self.train[i]).collect();
-                    let batch = classification_batch(&items, 0, &self.device);
-                    let logits = {
-                        // burn's RNG is one per process: hold it while this forward draws its
-                        // dropout masks, so concurrent runs in one process stay deterministic
-                        let _rng = FORWARD_RNG.lock().unwrap_or_else(|e| e.into_inner());
-                        self.device
-                            .seed(splitmix64(c.train.seed ^ splitmix64(st.micro_index)));
-                        self.model
-                            .classify(batch.ids, Some(batch.types), batch.mask)
-                            .ok_or_else(|| other("the model is not a classifier"))?
-                    };
-                    let mut loss =
-                        classification_loss(logits, &batch.labels, c.optim.label_smoothing)?;
+                    let (mut loss, n_items) =
+                        self.micro_loss(batch_idx, st.micro_index, c.optim.label_smoothing)?;
                     let value: f64 = loss.clone().into_scalar::<f64>();
                     if !value.is_finite() || opts.poison_step == Some(st.step + 1) {
                         return Err(TrainError::NonFinite {
@@ -401,7 +527,7 @@ impl Trainer {
                         a.update(&self.model, &grads)?;
                     }
                     let gp = GradientsParams::from_grads(grads, &self.model);
-                    st.seen += items.len();
+                    st.seen += n_items;
                     acc = Some(match acc {
                         None => gp,
                         Some(a) => add_grads(&self.model, a, gp),

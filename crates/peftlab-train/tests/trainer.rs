@@ -290,7 +290,7 @@ fn bad_configs_name_the_key() {
     assert!(e.contains("unknown method"), "{e}");
     // a head name that matches nothing
     let mut cfg = TrainConfig::from_toml(&base(LORA), "x.toml").unwrap();
-    cfg.train_modules = vec!["score".into()];
+    cfg.train_modules = Some(vec!["score".into()]);
     let e = Trainer::new(cfg).err().unwrap().to_string();
     assert!(
         e.contains("\"score\"") && e.contains("matches no linear layer"),
@@ -439,4 +439,77 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
     );
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_dir_all(&glue).unwrap();
+}
+
+/// The decoder path on the small random GPT-2 of the models crate and the fetched GEM E2E task
+/// (skipped without it, except under CI): the loss is on the target only and falls, generation
+/// metrics are computed at every evaluation, and the run is deterministic.
+#[test]
+fn decoder_training_on_e2e_runs_and_learns_the_training_targets() {
+    let a = peftlab_data::fetch::manifest()
+        .into_iter()
+        .find(|a| a.name == "bigbench")
+        .unwrap();
+    if !peftlab_data::fetch::is_present(&a, &peftlab_data::fetch::cache_dir()) {
+        assert!(std::env::var("CI").is_err(), "bigbench not fetched");
+        eprintln!("SKIPPED: bigbench not fetched (cargo xtask fetch --only bigbench)");
+        return;
+    }
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../peftlab-models/tests/fixtures/tiny_gpt2");
+    let text = format!(
+        r#"
+[model]
+path = "{}"
+[task]
+name = "e2e"
+max_length = 48
+train_limit = 6
+eval_limit = 3
+test_split = ""
+max_new_tokens = 4
+[adapter]
+method = "lora"
+r = 4
+lora_alpha = 8.0
+target_modules = ["c_attn"]
+[optim]
+lr = 0.01
+warmup_ratio = 0.0
+[train]
+epochs = 3
+batch_size = 8
+seed = 3
+"#,
+        model.display()
+    );
+    let cfg = TrainConfig::from_toml(&text, "test").unwrap();
+    let run = || {
+        let mut losses = Vec::new();
+        let done = Trainer::new(cfg.clone())
+            .unwrap()
+            .run(None, &mut |e| {
+                if let Event::Step { loss, .. } = e {
+                    losses.push(*loss);
+                }
+            })
+            .unwrap();
+        (done.record, losses)
+    };
+    let (rec, losses) = run();
+    assert_eq!(rec.evals.len(), 3);
+    for k in ["bleu", "rouge_l", "meteor"] {
+        assert!(
+            rec.evals[0].metrics.get(k).is_some_and(|v| v.is_finite()),
+            "{k}: {:?}",
+            rec.evals[0]
+        );
+    }
+    assert!(
+        losses.last().unwrap() < &losses[0],
+        "loss falls: {losses:?}"
+    );
+    let (rec2, losses2) = run();
+    assert_eq!(losses, losses2);
+    assert_eq!(rec.evals, rec2.evals);
 }
