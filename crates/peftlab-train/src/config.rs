@@ -131,7 +131,7 @@ pub struct OptimConfig {
     /// Warm-up steps.
     #[serde(default)]
     pub warmup_steps: Option<usize>,
-    /// Clip the global gradient norm to this (PyTorch `clip_grad_norm_`); none = no clipping.
+    /// Clip the global gradient norm to this (PyTorch `clip_grad_norm_`); 0 = no clipping.
     #[serde(default = "d_clip")]
     pub max_grad_norm: Option<f64>,
     /// Micro-batches per optimizer step.
@@ -265,8 +265,11 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&o.adamw.beta1) || !(0.0..1.0).contains(&o.adamw.beta2) {
             return Err(bad("optim.beta1/beta2", "must be in [0, 1)".into()));
         }
-        if o.max_grad_norm.is_some_and(|n| n.is_nan() || n <= 0.0) {
-            return Err(bad("optim.max_grad_norm", "must be positive".into()));
+        if o.max_grad_norm.is_some_and(|n| n.is_nan() || n < 0.0) {
+            return Err(bad(
+                "optim.max_grad_norm",
+                "must be ≥ 0 (0 = no clipping)".into(),
+            ));
         }
         let l = &self.train;
         if l.epochs == 0 || l.batch_size == 0 || l.eval_batch_size == 0 {

@@ -536,7 +536,7 @@ impl Trainer {
                 let grads = acc.expect("a step has at least one micro-batch");
                 let norm = global_grad_norm(&self.model, &grads);
                 let scale = match c.optim.max_grad_norm {
-                    Some(m) if norm > m => m / (norm + 1e-6),
+                    Some(m) if m > 0.0 && norm > m => m / (norm + 1e-6),
                     _ => 1.0,
                 };
                 let lr = lr_at(
