@@ -222,15 +222,7 @@ fn base_stays_frozen_while_adapter_and_head_move() {
 #[test]
 fn triadaptlora_grows_rank_and_new_parameters_train() {
     let glue = glue_dir("tri", 32, 6);
-    let tri = r#"[adapter]
-method = "triadaptlora"
-reference_rank = 3
-init_rank = 1
-incre_rank_num = 1
-init_warmup = 1
-incre_interval = 2
-target_modules = ["query", "value"]"#;
-    let cfg = config(&glue, tri, "epochs = 2\n");
+    let cfg = config(&glue, TRI, "epochs = 2\n");
     let t = Trainer::new(cfg).unwrap();
     let rec = t.run(None, &mut |_| {}).unwrap().record;
     assert!(!rec.allocations.is_empty(), "the loop drove the allocator");
