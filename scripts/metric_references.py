@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference values for crates/peftlab-eval/tests/parity.rs, computed with the reference
+"""Reference values for crates/peftlab-eval/tests/eval/parity.rs, computed with the reference
 implementations on seeded generated cases (ties, constant predictions, empty hypotheses,
 multiple references, tricky tokenization).
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Small random-initialized checkpoints with Hugging Face transformers' own outputs, for the
-parity tests of crates/peftlab-models (tests/tiny.rs).
+parity tests of crates/peftlab-models (tests/models/tiny.rs).
 
     python3 scripts/transformers_fixtures.py crates/peftlab-models/tests/fixtures
 

@@ -2,7 +2,7 @@
 //! interleaved (LoRA, X, LoRA, X, …) in one process and the median of per-pair ratios is
 //! reported. One step = forward + backward of one adapted `d → d` layer, N = 2048, r = 8, flex.
 //!
-//! Run: `cargo run --release -p peftlab-adapters --example method_ratio`
+//! Run: `cargo run --release -p peftlab-adapters --example method_ratio --features probes`
 use std::time::Instant;
 
 use burn::module::Param;

@@ -1,7 +1,7 @@
 //! Where the factored adapter's time goes: one forward+backward of variants of
 //! `y = x W + s·(x Aᵀ) Bᵀ` at N = 2048, r = 8 (flex, f32). Prints median ms of 15 runs.
 //!
-//! Run: `cargo run --release -p peftlab-adapters --example step_probe`
+//! Run: `cargo run --release -p peftlab-adapters --example step_probe --features probes`
 use std::time::Instant;
 
 use burn::tensor::{DType, Device, Tensor};

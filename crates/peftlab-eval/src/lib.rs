@@ -13,7 +13,7 @@
 //!
 //! Every metric is tested against values that `scripts/metric_references.py` computes with the
 //! reference implementation on generated cases (ties, constant predictions, empty hypotheses,
-//! multiple references); the tolerances are stated in `tests/parity.rs`.
+//! multiple references); the tolerances are stated in `tests/eval/parity.rs`.
 #![warn(missing_docs)]
 
 pub mod bleu;

@@ -294,7 +294,7 @@ mod tests {
     use super::*;
 
     /// Porter's own examples (1980 paper) and nltk's departures from them; the full word-list
-    /// parity against nltk is in `tests/parity.rs`.
+    /// parity against nltk is in `tests/eval/parity.rs`.
     #[test]
     fn paper_examples_and_nltk_departures() {
         for (w, s) in [

@@ -1,6 +1,6 @@
 //! GEMM rates at MiniLM's shapes: burn (active backend) vs faer, median of 9, GFLOP/s.
 //!
-//! Run: `cargo run --release -p peftlab-linalg --example gemm_probe`
+//! Run: `cargo run --release -p peftlab-linalg --example gemm_probe --features probes`
 use std::time::Instant;
 
 use burn::tensor::{DType, Device};

@@ -1,7 +1,7 @@
 //! Sequential vs rayon timings of the decompositions, the measurement behind
 //! `decomp::Parallelism::Auto` (docs/performance.md).
 //!
-//! Run: `cargo run --release -p peftlab-linalg --example parallelism`
+//! Run: `cargo run --release -p peftlab-linalg --example parallelism --features probes`
 
 use std::time::Instant;
 

@@ -1,5 +1,5 @@
 //! Run a model's forward pass in a loop, for profilers (`perf record`):
-//! `cargo run --release -p peftlab-models --example forward_loop -- minilm|smollm2 [N]`.
+//! `cargo run --release -p peftlab-models --example forward_loop --features probes -- minilm|smollm2 [N]`.
 use burn::tensor::{Device, Int, Tensor};
 use peftlab_models::decoder::CausalLm;
 

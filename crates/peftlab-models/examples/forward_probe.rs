@@ -1,7 +1,7 @@
 //! Where MiniLM's forward time goes on the active backend (B = 32, T = 64, d = 384, 12 heads):
 //! each piece of one layer timed alone on precomputed inputs, median of 7 runs, in ms.
 //!
-//! Run: `cargo run --release -p peftlab-models --example forward_probe`
+//! Run: `cargo run --release -p peftlab-models --example forward_probe --features probes`
 use std::time::Instant;
 
 use burn::nn::LayerNormConfig;

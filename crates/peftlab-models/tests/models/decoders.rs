@@ -21,8 +21,7 @@ use peftlab_models::llama::LlamaForCausalLm;
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
-mod common;
-use common::{f32s, fixture, max_diff};
+use crate::common::{f32s, fixture, max_diff};
 
 #[derive(Deserialize)]
 struct Run {

@@ -13,8 +13,7 @@ use peftlab_models::zoo::{LoadOptions, Model, load};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-mod common;
-use common::fixture;
+use crate::common::fixture;
 
 /// A scratch copy of a fixture directory (config.json + model.safetensors).
 fn scratch(name: &str, tag: &str) -> PathBuf {

@@ -16,8 +16,7 @@ use peftlab_models::bert::BertForSequenceClassification;
 use peftlab_models::deberta::DebertaV2ForSequenceClassification;
 use safetensors::SafeTensors;
 
-mod common;
-use common::{f32s, fixture, max_diff};
+use crate::common::{f32s, fixture, max_diff};
 
 fn read(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<u8>) {
     let v = st.tensor(name).unwrap();
