@@ -85,10 +85,13 @@ pub struct TaskConfig {
     #[serde(default = "d_test")]
     pub test_split: String,
     /// Generation tasks: the prompt, `{input}` replaced by the example's data.
-    #[serde(default = "d_template")]
+    ///
+    /// Keys added after records were written are left out of the serialized config (and so of
+    /// the config hash) while they hold their default, so the older records still match.
+    #[serde(default = "d_template", skip_serializing_if = "is_d_template")]
     pub template: String,
     /// Generation tasks: tokens generated per evaluation example (greedy).
-    #[serde(default = "d_new_tokens")]
+    #[serde(default = "d_new_tokens", skip_serializing_if = "is_d_new_tokens")]
     pub max_new_tokens: usize,
 }
 
@@ -97,6 +100,12 @@ fn d_template() -> String {
 }
 fn d_new_tokens() -> usize {
     64
+}
+fn is_d_template(t: &str) -> bool {
+    t == d_template()
+}
+fn is_d_new_tokens(n: &usize) -> bool {
+    *n == d_new_tokens()
 }
 
 fn d_max_len() -> usize {

@@ -4,7 +4,9 @@
 //!
 //! Results: `docs/results/<method>/<table>/<profile>/` for the `cpu` and `paper` profiles (meant
 //! to be committed), `target/results/…` for `smoke`; `--out` overrides. Each run keeps
-//! `record.json` and `log.jsonl`; its checkpoint is deleted once the record is written.
+//! `record.json` and `log.jsonl`; its checkpoint is deleted once the record is written. A run
+//! whose config already finished in another table of the same profile (the LoRA baseline rows
+//! several methods share) is not trained again: its record and log are copied.
 
 use std::path::{Path, PathBuf};
 
@@ -59,15 +61,36 @@ pub fn specs(root: &Path, method: &str) -> Result<Vec<(PathBuf, TableSpec)>, Tra
         .collect()
 }
 
-fn results_dir(a: &ReproduceArgs, table: &str) -> PathBuf {
-    let base = a.out.clone().unwrap_or_else(|| {
+/// The results root: `--out`, else `target/results` for smoke, `docs/results` otherwise.
+fn results_base(a: &ReproduceArgs) -> PathBuf {
+    a.out.clone().unwrap_or_else(|| {
         if a.profile == "smoke" {
             a.root.join("target/results")
         } else {
             a.root.join("docs/results")
         }
-    });
-    base.join(&a.method).join(table).join(&a.profile)
+    })
+}
+
+fn results_dir(a: &ReproduceArgs, table: &str) -> PathBuf {
+    results_base(a).join(&a.method).join(table).join(&a.profile)
+}
+
+/// Copy a finished run's record and log from `from` into `to` (each file atomically).
+fn copy_run(from: &Path, to: &Path) -> Result<(), TrainError> {
+    // the log first: a record marks the run finished
+    for name in ["log.jsonl", "record.json"] {
+        let src = from.join(name);
+        if !src.exists() {
+            continue;
+        }
+        let bytes = std::fs::read(&src).map_err(|e| TrainError::File {
+            path: src.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&to.join(name), &bytes)?;
+    }
+    Ok(())
 }
 
 /// Run (or plan, list, shard, emit) a method's tables; `log` receives progress lines.
@@ -143,10 +166,18 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
                 log(&format!("{tag} → {}", run.dir.display()));
                 continue;
             }
-            log(&format!("{tag}: training"));
             if a.force {
                 let _ = std::fs::remove_dir_all(&run.dir);
+            } else if let Some(from) = table::finished_elsewhere(&results_base(a), &a.profile, run)
+            {
+                copy_run(&from, &run.dir)?;
+                log(&format!(
+                    "{tag}: same config finished in {}",
+                    from.display()
+                ));
+                continue;
             }
+            log(&format!("{tag}: training"));
             let trainer = Trainer::new(run.config.clone())?;
             let total = trainer.total_steps();
             let mut last = std::time::Instant::now();

@@ -242,12 +242,43 @@ impl TableSpec {
 /// Whether `dir` holds a finished record of exactly this config, made with the current
 /// definition of the data splits.
 pub fn done(run: &PlannedRun) -> bool {
-    let hash = crate::record::hash_hex(&run.config.to_toml());
+    finished_in(&run.dir, &run.config)
+}
+
+/// Whether `dir` holds the record of a finished run of `config` (same config hash, same split
+/// version).
+pub fn finished_in(dir: &Path, config: &TrainConfig) -> bool {
+    let hash = crate::record::hash_hex(&config.to_toml());
     let splits = peftlab_data::loaders::SPLITS_VERSION.to_string();
-    std::fs::read_to_string(run.dir.join("record.json"))
+    std::fs::read_to_string(dir.join("record.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok())
         .is_some_and(|r| r.config_hash == hash && r.versions.get("splits") == Some(&splits))
+}
+
+/// A finished run of the same config in another table of the same profile under the results
+/// root `base` (`base/<method>/<table>/<profile>/runs/<run>/`), e.g. the LoRA baseline that
+/// several methods' tables share. Runs are deterministic functions of their config, so its
+/// record stands for this run.
+pub fn finished_elsewhere(base: &Path, profile: &str, run: &PlannedRun) -> Option<PathBuf> {
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.retain(|p| p.is_dir());
+        v.sort();
+        v
+    };
+    for method in subdirs(base) {
+        for table in subdirs(&method) {
+            for dir in subdirs(&table.join(profile).join("runs")) {
+                if dir != run.dir && finished_in(&dir, &run.config) {
+                    return Some(dir);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The runs of shard `i` of `n` (1-based): every n-th run starting at the i-th, in plan order.

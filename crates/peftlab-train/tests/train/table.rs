@@ -35,6 +35,66 @@ fn committed_specs_parse_and_plan() {
     assert!(n > 0, "no spec found");
 }
 
+/// Every committed run record still matches the config its table plans today (same config
+/// hash and split version): a change to the config format or a spec that silently changed the
+/// hashes would make `reproduce` train every committed run again.
+#[test]
+fn committed_records_match_their_planned_configs() {
+    let mut n = 0;
+    for method in ["mtlora", "triadaptlora", "loratrf", "svda"] {
+        for (file, spec) in peftlab_train::reproduce::specs(&root(), method).unwrap() {
+            let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+            for profile in spec.profiles.keys() {
+                let out = root()
+                    .join("docs/results")
+                    .join(method)
+                    .join(&stem)
+                    .join(profile);
+                for run in spec.plan(&file, profile, &out, None, None).unwrap() {
+                    if run.dir.join("record.json").exists() {
+                        assert!(table::done(&run), "{} is stale", run.dir.display());
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(n >= 14, "only {n} committed records found");
+}
+
+/// A row whose config equals a finished run of another table (the LoRA baseline of the
+/// TriAdaptLoRA table and the committed MTLoRA NLU cpu records) is found there, by config hash;
+/// rows of other configs are not.
+#[test]
+fn identical_runs_are_found_in_other_tables() {
+    let results = root().join("docs/results");
+    let file = root().join("experiments/triadaptlora/nlu.toml");
+    let spec = TableSpec::from_file(&file).unwrap();
+    let out = std::env::temp_dir().join("peftlab-not-written");
+    let runs = spec
+        .plan(&file, "cpu", &out, Some(&["mr2".to_string()]), Some(&[0]))
+        .unwrap();
+    let lora = runs.iter().find(|r| r.row == "LoRA r=8").unwrap();
+    let found = table::finished_elsewhere(&results, "cpu", lora).expect("the MTLoRA LoRA run");
+    assert!(
+        found.ends_with("mtlora/nlu/cpu/runs/lora__mr2__s0"),
+        "{}",
+        found.display()
+    );
+    for r in runs.iter().filter(|r| r.row != "LoRA r=8") {
+        assert_eq!(
+            table::finished_elsewhere(&results, "cpu", r),
+            None,
+            "{}",
+            r.row
+        );
+    }
+    // a different seed of the same row is a different config
+    let mut other = lora.clone();
+    other.config.train.seed = 99;
+    assert_eq!(table::finished_elsewhere(&results, "cpu", &other), None);
+}
+
 const SPEC: &str = r#"
 title = "t"
 source = "s"
