@@ -55,6 +55,8 @@ fn step(c: &mut Criterion) {
         );
         return;
     }
+    // as `Trainer::new` does: freed activations are reused instead of faulted in again
+    peftlab_train::alloc::retain_freed_memory();
     let dev = Device::default().autodiff();
     let ids: Vec<i64> = (0..B * T)
         .map(|k| 1000 + ((k * 7919) % 20000) as i64)

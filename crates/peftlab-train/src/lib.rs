@@ -13,6 +13,7 @@
 //!   aggregation over seeds and the Markdown / CSV / JSON / SVG outputs.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

@@ -775,6 +775,7 @@ fn train_cmd(config: &Path, out: Option<PathBuf>, resume: bool) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    peftlab_train::alloc::retain_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
