@@ -140,6 +140,10 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
                 r.config.model.path = p.display().to_string();
             }
         }
+        if plan.is_empty() {
+            log(&format!("{stem} [{}]: no runs for these tasks/seeds", a.profile));
+            continue;
+        }
         let mine = match a.shard {
             Some((i, n)) => table::shard(plan.clone(), i, n),
             None => plan.clone(),
