@@ -18,6 +18,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod optim;
+#[cfg(feature = "png")]
+pub mod png;
 pub mod record;
 pub mod reproduce;
 pub mod table;

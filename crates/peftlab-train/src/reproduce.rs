@@ -141,7 +141,10 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
             }
         }
         if plan.is_empty() {
-            log(&format!("{stem} [{}]: no runs for these tasks/seeds", a.profile));
+            log(&format!(
+                "{stem} [{}]: no runs for these tasks/seeds",
+                a.profile
+            ));
             continue;
         }
         let mine = match a.shard {
@@ -221,6 +224,25 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
     Ok(())
 }
 
+/// Write a plot as SVG and, with the `png` feature, as PNG beside it (same name, `.png`).
+fn write_plot(svg_path: &Path, svg: &str) -> Result<(), TrainError> {
+    write_atomic(svg_path, svg.as_bytes())?;
+    #[cfg(feature = "png")]
+    {
+        if !crate::png::fonts_available() {
+            eprintln!(
+                "warning: no system fonts found: {} has no text",
+                svg_path.with_extension("png").display()
+            );
+        }
+        write_atomic(
+            &svg_path.with_extension("png"),
+            &crate::png::svg_to_png(svg)?,
+        )?;
+    }
+    Ok(())
+}
+
 /// Aggregate the records of `plan` and write the table and plots into `out`.
 pub fn write_outputs(
     spec: &TableSpec,
@@ -239,10 +261,7 @@ pub fn write_outputs(
     )
     .map_err(|e| TrainError::Other(e.to_string()))?;
     write_atomic(&out.join("table.json"), &j)?;
-    write_atomic(
-        &out.join("bars.svg"),
-        table::bars_svg(spec, &cells).as_bytes(),
-    )?;
+    write_plot(&out.join("bars.svg"), &table::bars_svg(spec, &cells))?;
     // loss curves (first seed of each row, per task) and rank growth where there is any
     let mut loss = Vec::new();
     let mut ranks = Vec::new();
@@ -286,7 +305,7 @@ pub fn write_outputs(
             "loss",
             &loss,
         );
-        write_atomic(&out.join("loss.svg"), svg.as_bytes())?;
+        write_plot(&out.join("loss.svg"), &svg)?;
     }
     if !ranks.is_empty() {
         let svg = table::lines_svg(
@@ -295,7 +314,7 @@ pub fn write_outputs(
             "total rank",
             &ranks,
         );
-        write_atomic(&out.join("rank_growth.svg"), svg.as_bytes())?;
+        write_plot(&out.join("rank_growth.svg"), &svg)?;
     }
     Ok(())
 }

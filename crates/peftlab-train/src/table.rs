@@ -32,6 +32,9 @@ use crate::TrainError;
 use crate::config::TrainConfig;
 use crate::record::RunRecord;
 
+/// The plots' font list: common installed sans faces first, then the generic family.
+pub(crate) const FONTS: &str = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
+
 /// One row of a table: a method variant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -467,6 +470,21 @@ pub fn csv(cells: &[Cell]) -> String {
     s
 }
 
+/// The plot title at 13 px from `left`, squeezed (`textLength`) when its estimated width
+/// (7 px per character) would run past the right edge of a plot `w` wide.
+fn title_svg(title: &str, left: f64, w: f64) -> String {
+    let room = w - left - 10.0;
+    let fit = if title.chars().count() as f64 * 7.0 > room {
+        format!(" textLength=\"{room:.0}\" lengthAdjust=\"spacingAndGlyphs\"")
+    } else {
+        String::new()
+    };
+    format!(
+        "<text x=\"{left}\" y=\"18\" font-size=\"13\"{fit}>{}</text>\n",
+        xml(title)
+    )
+}
+
 /// Per-task grouped bars (one per row) with the seed range as error bars, as SVG.
 pub fn bars_svg(spec: &TableSpec, cells: &[Cell]) -> String {
     let tasks: Vec<String> = {
@@ -485,7 +503,8 @@ pub fn bars_svg(spec: &TableSpec, cells: &[Cell]) -> String {
         .filter(|r| cells.iter().any(|c| c.row == *r))
         .collect();
     let (w, h, left, bottom, top) = (
-        160.0 * tasks.len().max(1) as f64 + 220.0,
+        // left margin, one 160-wide group per task, 20 of slack, 200 for the legend
+        50.0 + 160.0 * tasks.len().max(1) as f64 + 20.0 + 200.0,
         360.0,
         50.0,
         60.0,
@@ -514,13 +533,9 @@ pub fn bars_svg(spec: &TableSpec, cells: &[Cell]) -> String {
         "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000",
     ];
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"{FONTS}\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
-    let _ = writeln!(
-        s,
-        "<text x=\"{left}\" y=\"18\" font-size=\"13\">{}</text>",
-        xml(&spec.title)
-    );
+    s += &title_svg(&spec.title, left, w);
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;
         let (x2, yv, xt, yt) = (w - 200.0, y(v), left - 4.0, y(v) + 4.0);
@@ -619,8 +634,8 @@ pub fn lines_svg(
         "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000",
     ];
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"18\" font-size=\"13\">{}</text>\n",
-        xml(title)
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"{FONTS}\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{}",
+        title_svg(title, left, w)
     );
     for k in 0..=4 {
         let v = y0 + (y1 - y0) * k as f64 / 4.0;
