@@ -79,8 +79,15 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// `(commit, dirty)` of the git checkout containing the current directory.
+/// `(commit, dirty)` of the git checkout containing the current directory, as it was the first
+/// time this process asked ([`crate::Trainer::new`] asks): a long `reproduce` writes records for
+/// hours, and commits made meanwhile are not the code the running binary was built from.
 pub fn git_state() -> (Option<String>, Option<bool>) {
+    static STATE: std::sync::OnceLock<(Option<String>, Option<bool>)> = std::sync::OnceLock::new();
+    STATE.get_or_init(read_git_state).clone()
+}
+
+fn read_git_state() -> (Option<String>, Option<bool>) {
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)

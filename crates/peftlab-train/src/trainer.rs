@@ -196,6 +196,8 @@ impl Trainer {
     /// Load the model and data, attach the adapter, set up the optimizer and allocators.
     pub fn new(config: TrainConfig) -> Result<Self, TrainError> {
         crate::alloc::retain_freed_memory();
+        // fixes the commit the records of this process name (see `git_state`)
+        git_state();
         let c = &config;
         let data = load_named(&c.task.name, c.task.glue_dir.as_deref())?;
         let num_labels = data.num_labels();
