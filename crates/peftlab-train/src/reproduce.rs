@@ -185,6 +185,7 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
                 continue;
             }
             log(&format!("{tag}: training"));
+            discard_stale_checkpoint(&run.dir, &run.config, log);
             let trainer = Trainer::new(run.config.clone())?;
             let total = trainer.total_steps();
             let mut last = std::time::Instant::now();
@@ -222,6 +223,25 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
         log(&format!("table: {}", out.join("table.md").display()));
     }
     Ok(())
+}
+
+/// A checkpoint left by an earlier version of this run's config (the spec changed since) cannot
+/// be resumed: remove it so the run starts over instead of failing.
+fn discard_stale_checkpoint(dir: &Path, config: &crate::TrainConfig, log: &mut dyn FnMut(&str)) {
+    let ckpt = crate::checkpoint::dir_of(dir);
+    let saved = std::fs::read_to_string(ckpt.join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["config_hash"].as_str().map(str::to_string));
+    if let Some(saved) = saved
+        && saved != crate::record::hash_hex(&config.to_toml())
+    {
+        let _ = std::fs::remove_dir_all(&ckpt);
+        log(&format!(
+            "  discarded {} (a checkpoint of an earlier config of this run)",
+            ckpt.display()
+        ));
+    }
 }
 
 /// Write a plot as SVG and, with the `png` feature, as PNG beside it (same name, `.png`).
@@ -317,4 +337,39 @@ pub fn write_outputs(
         write_plot(&out.join("rank_growth.svg"), &svg)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose config hash is not the run's is removed (and said so); one of the
+    /// same config is kept for resuming.
+    #[test]
+    fn stale_checkpoints_are_discarded_current_ones_kept() {
+        let config = crate::TrainConfig::from_toml(
+            "[model]\npath = \"m\"\n[task]\nname = \"mr2\"\n",
+            "test",
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("peftlab-stale-{}", std::process::id()));
+        let ckpt = crate::checkpoint::dir_of(&dir);
+        let mut lines = Vec::new();
+        for (hash, kept) in [
+            ("0123456789abcdef".to_string(), false),
+            (crate::record::hash_hex(&config.to_toml()), true),
+        ] {
+            std::fs::create_dir_all(&ckpt).unwrap();
+            std::fs::write(
+                ckpt.join("state.json"),
+                serde_json::json!({ "config_hash": hash }).to_string(),
+            )
+            .unwrap();
+            discard_stale_checkpoint(&dir, &config, &mut |l| lines.push(l.to_string()));
+            assert_eq!(ckpt.exists(), kept, "hash {hash}");
+        }
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("earlier config"), "{lines:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
