@@ -14,6 +14,7 @@
 //! tasks = ["mr2", "trec"]
 //! seeds = [0, 1, 2]
 //! set = { "model.path" = "minilm", "task.train_limit" = 2000 }   # dotted-key overrides
+//! task_set.trec = { "train.epochs" = 5 }   # per-task overrides (after `set`, before the row's)
 //! [[rows]]
 //! name = "LoRA"
 //! adapter = { method = "lora", r = 8, target_modules = ["query"] }   # absent = full FT
@@ -63,6 +64,10 @@ pub struct Profile {
     /// Dotted-key overrides of the base config.
     #[serde(default)]
     pub set: BTreeMap<String, Value>,
+    /// Per-task dotted-key overrides (a paper's per-task epochs and learning rates), applied
+    /// after `set` and before the row's own `set`. Keys must be tasks of this profile.
+    #[serde(default)]
+    pub task_set: BTreeMap<String, BTreeMap<String, Value>>,
     /// What the profile is for, printed under the table.
     #[serde(default)]
     pub note: String,
@@ -194,6 +199,15 @@ impl TableSpec {
                 ),
             )
         })?;
+        if let Some(t) = p.task_set.keys().find(|t| !p.tasks.contains(t)) {
+            return Err(spec_err(
+                file,
+                format!(
+                    "profiles.{profile}.task_set.{t}: not a task of the profile ({:?})",
+                    p.tasks
+                ),
+            ));
+        }
         let mut runs = Vec::new();
         for row in &self.rows {
             for task in &p.tasks {
@@ -205,7 +219,11 @@ impl TableSpec {
                         continue;
                     }
                     let mut v = self.base.clone();
-                    let sets = p.set.iter().chain(&row.set);
+                    let sets = p
+                        .set
+                        .iter()
+                        .chain(p.task_set.get(task).into_iter().flatten())
+                        .chain(&row.set);
                     for (k, val) in sets {
                         set_dotted(&mut v, k, val.clone()).map_err(|e| spec_err(file, e))?;
                     }

@@ -156,6 +156,50 @@ fn plan_expands_rows_tasks_seeds_with_overrides() {
     );
 }
 
+/// Per-task overrides apply to their task only, after the profile's `set` and before the
+/// row's; a task_set key that is not a task of the profile is an error naming it.
+#[test]
+fn task_set_overrides_one_task_and_rows_still_win() {
+    let text = SPEC.replace(
+        "set = { \"task.train_limit\" = 10, \"train.epochs\" = 5 }",
+        "set = { \"task.train_limit\" = 10, \"train.epochs\" = 5 }\n\
+         task_set.trec = { \"train.epochs\" = 7, \"optim.lr\" = 3e-4 }",
+    );
+    let spec: TableSpec = toml::from_str(&text).unwrap();
+    let runs = spec
+        .plan(Path::new("x.toml"), "a", Path::new("/out"), None, None)
+        .unwrap();
+    for r in &runs {
+        let trec = r.task == "trec";
+        assert_eq!(
+            r.config.train.epochs,
+            if trec { 7 } else { 5 },
+            "{}",
+            r.task
+        );
+        let want_lr = match (r.row.as_str(), trec) {
+            ("Full", _) => 1e-5,
+            (_, true) => 3e-4,
+            _ => {
+                peftlab_train::TrainConfig::from_toml(
+                    "[model]\npath = \"m\"\n[task]\nname = \"t\"\n",
+                    "d",
+                )
+                .unwrap()
+                .optim
+                .lr
+            }
+        };
+        assert_eq!(r.config.optim.lr, want_lr, "{} {}", r.row, r.task);
+    }
+    let bad: TableSpec = toml::from_str(&text.replace("task_set.trec", "task_set.sst2")).unwrap();
+    let e = bad
+        .plan(Path::new("x.toml"), "a", Path::new("/out"), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("task_set.sst2") && e.contains("x.toml"), "{e}");
+}
+
 #[test]
 fn shards_partition_the_plan() {
     let spec: TableSpec = toml::from_str(SPEC).unwrap();
