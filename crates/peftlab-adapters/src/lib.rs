@@ -53,6 +53,7 @@ pub mod lora;
 pub mod loratrf;
 pub mod lowrank;
 pub mod mtlora;
+pub mod sensitivity;
 pub mod svd_adapt;
 pub mod target;
 pub mod triadapt;

@@ -473,6 +473,9 @@ impl Trainer {
             if let Some(a) = &mut self.alloc.ada {
                 a.set_ema_state(&saved.ema, &inner);
             }
+            if let Some(t) = &mut self.alloc.tri {
+                t.set_ema_state(&saved.ema, &inner);
+            }
             st = saved.state;
             resumed = true;
         }
@@ -524,10 +527,13 @@ impl Trainer {
                         loss = loss + r;
                     }
                     let grads = (loss / group.len() as f64).backward();
-                    if let Some(a) = &mut self.alloc.ada
-                        && mi + 1 == group.len()
-                    {
-                        a.update(&self.model, &grads)?;
+                    if mi + 1 == group.len() {
+                        if let Some(a) = &mut self.alloc.ada {
+                            a.update(&self.model, &grads)?;
+                        }
+                        if let Some(t) = &mut self.alloc.tri {
+                            t.update(&self.model, &grads);
+                        }
                     }
                     let gp = GradientsParams::from_grads(grads, &self.model);
                     st.seen += n_items;
@@ -621,12 +627,12 @@ impl Trainer {
                 if let (true, Some(out)) = (due, out_dir) {
                     st.blocks = checkpoint::block_sizes(&self.model);
                     st.tri = self.alloc.tri.as_ref().map(TriAdaptAllocator::state);
-                    let ema = self
-                        .alloc
-                        .ada
-                        .as_ref()
-                        .map(AdaLoraAllocator::ema_state)
-                        .unwrap_or_default();
+                    // the sensitivity EMAs of whichever allocator has them (one per run)
+                    let ema = match (&self.alloc.ada, &self.alloc.tri) {
+                        (Some(a), _) => a.ema_state(),
+                        (None, Some(t)) => t.ema_state(),
+                        (None, None) => Default::default(),
+                    };
                     last_checkpoint = Some(checkpoint::save(
                         out,
                         &st,

@@ -18,8 +18,6 @@
 //!
 //! Reproduce: baseline rows of `cargo xtask reproduce triadaptlora`.
 
-use std::collections::HashMap;
-
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
@@ -169,16 +167,8 @@ pub fn budget(
     b.round() as usize
 }
 
-/// Smoothed importance of one parameter tensor: `(Ī, Ū)`, kept on the parameter's device (no
-/// host round trip per step; scores are read back only when masking).
-#[derive(Debug, Clone)]
-struct Ema {
-    sens: Tensor<2>,
-    unc: Tensor<2>,
-}
-
-/// AdaLoRA's EMA state by key (`path.A|E|B`): `(shape, sensitivity, uncertainty)`.
-pub type EmaState = std::collections::BTreeMap<String, ([usize; 2], Vec<f32>, Vec<f32>)>;
+pub use crate::sensitivity::EmaState;
+use crate::sensitivity::SensitivityEma;
 
 /// AdaLoRA's rank allocator: [`AdaLoraAllocator::update`] after every backward (needs the
 /// gradients), [`AdaLoraAllocator::mask`] after every optimizer step.
@@ -188,7 +178,7 @@ pub struct AdaLoraAllocator {
     total_steps: usize,
     b0: usize,
     b_target: usize,
-    ema: HashMap<String, Ema>,
+    ema: SensitivityEma,
 }
 
 /// What one masking did.
@@ -234,42 +224,19 @@ impl AdaLoraAllocator {
             total_steps,
             b0: config.init_r * n,
             b_target: config.target_r * n,
-            ema: HashMap::new(),
+            ema: SensitivityEma::new(config.beta1, config.beta2),
         })
     }
 
     /// The sensitivity and uncertainty EMAs by key (`path.A|E|B`): `(shape, sens, unc)`, for a
     /// checkpoint.
     pub fn ema_state(&self) -> EmaState {
-        let v = |t: &Tensor<2>| {
-            t.to_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_default()
-        };
-        self.ema
-            .iter()
-            .map(|(k, e)| (k.clone(), (e.sens.dims(), v(&e.sens), v(&e.unc))))
-            .collect()
+        self.ema.state()
     }
 
     /// Restore [`AdaLoraAllocator::ema_state`] on `device`.
     pub fn set_ema_state(&mut self, state: &EmaState, device: &Device) {
-        let t = |shape: [usize; 2], v: &Vec<f32>| {
-            Tensor::<2>::from_data(burn::tensor::TensorData::new(v.clone(), shape), device)
-        };
-        self.ema = state
-            .iter()
-            .map(|(k, (shape, s, u))| {
-                (
-                    k.clone(),
-                    Ema {
-                        sens: t(*shape, s),
-                        unc: t(*shape, u),
-                    },
-                )
-            })
-            .collect();
+        self.ema.set_state(state, device);
     }
 
     /// `b(t)` for this run.
@@ -291,29 +258,12 @@ impl AdaLoraAllocator {
         model: &M,
         grads: &Gradients,
     ) -> Result<(), AdapterError> {
-        let (b1, b2) = (self.config.beta1, self.config.beta2);
         model.for_each_linear("", &mut |p, l| {
             let Some(Adapter::AdaLora(a)) = &l.adapter else {
                 return;
             };
             for (name, param) in [("A", &a.lora_a), ("E", &a.lora_e), ("B", &a.lora_b)] {
-                let w = param.val();
-                let Some(g) = w.grad(grads) else { continue };
-                let imp = (w.without_autodiff() * g).abs();
-                let key = format!("{p}.{name}");
-                let next = match self.ema.remove(&key) {
-                    None => {
-                        let sens = imp.clone() * (1.0 - b1);
-                        let unc = (imp - sens.clone()).abs() * (1.0 - b2);
-                        Ema { sens, unc }
-                    }
-                    Some(e) => {
-                        let sens = e.sens * b1 + imp.clone() * (1.0 - b1);
-                        let unc = e.unc * b2 + (imp - sens.clone()).abs() * (1.0 - b2);
-                        Ema { sens, unc }
-                    }
-                };
-                self.ema.insert(key, next);
+                self.ema.observe(format!("{p}.{name}"), param, grads);
             }
         });
         Ok(())
@@ -322,8 +272,10 @@ impl AdaLoraAllocator {
     /// Triplet scores `S_i` of one module (empty before the first [`Self::update`]).
     pub fn triplet_scores(&self, path: &str, r: usize, d_in: usize, d_out: usize) -> Vec<f64> {
         let s = |name: &str| {
-            let e = self.ema.get(&format!("{path}.{name}"))?;
-            (e.sens.clone() * e.unc.clone()).try_to_vec_as::<f64>().ok()
+            self.ema
+                .score(&format!("{path}.{name}"))?
+                .try_to_vec_as::<f64>()
+                .ok()
         };
         let (Some(sa), Some(se), Some(sb)) = (s("A"), s("E"), s("B")) else {
             return Vec::new();

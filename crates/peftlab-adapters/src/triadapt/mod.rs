@@ -22,6 +22,11 @@
 //! and do change the output at growth.
 //!
 //! Importance (§4.3): `n_k = ‖C_k‖_F / m_k`, score `S_k(t) = n_k(t) − n_k(t_prev)`; no gradients.
+//! Ablation ([`TriImportance::Sensitivity`], *inferred*: papers.md §6 names the ablation, the
+//! authors' code has no such mode): the IncreLoRA/AdaLoRA smoothed sensitivity
+//! ([`crate::sensitivity`]) of every entry of `A_cat`, `B_cat` and the strips, `S_k` = the mean
+//! of `Ī · Ū` over the matrix's entries; the loop feeds the gradients of each step
+//! ([`TriAdaptAllocator::update`]).
 //! Allocation (§4.4): see [`TriAdaptAllocator`].
 //!
 //! Parameters per matrix at rank `R`: `R (d_in + d_out) + 2 Σ_i k_i S_i` (§4.6).
@@ -31,7 +36,7 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Gradients, Tensor};
 use peftlab_linalg::init::{Fill, SeededRng};
 use peftlab_linalg::regularize::{
     FrobeniusImportance, OrthNorm, normalized_frobenius, orthogonality_penalty,
@@ -39,6 +44,7 @@ use peftlab_linalg::regularize::{
 use peftlab_linalg::strips::{StripInit, TriangularStrips};
 
 use crate::linear::Adapter;
+use crate::sensitivity::{EmaState, SensitivityEma};
 use crate::target::ModuleSelector;
 use crate::{AdapterError, AdapterHost};
 
@@ -63,6 +69,15 @@ pub enum Threshold {
     Linear,
     /// `K = ⌊(B_target − B_cur)^p⌋`.
     Exponential,
+}
+
+/// How a matrix's importance is measured at an allocation step.
+#[derive(Config, Debug, Copy, PartialEq)]
+pub enum TriImportance {
+    /// Change of the normalized Frobenius norm of `C` since the last allocation (the paper).
+    Frobenius,
+    /// Mean smoothed sensitivity × uncertainty of the adapter's entries (ablation, inferred).
+    Sensitivity,
 }
 
 /// TriAdaptLoRA configuration (the author code's names where they exist).
@@ -98,6 +113,15 @@ pub struct TriAdaptConfig {
     /// Orthogonality regularizer weight γ.
     #[config(default = 0.5)]
     pub orth_reg_weight: f64,
+    /// Importance measure.
+    #[config(default = "TriImportance::Frobenius")]
+    pub importance: TriImportance,
+    /// Sensitivity EMA factor `β₁` ([`TriImportance::Sensitivity`] only; AdaLoRA's default).
+    #[config(default = 0.85)]
+    pub beta1: f64,
+    /// Uncertainty EMA factor `β₂` ([`TriImportance::Sensitivity`] only).
+    #[config(default = 0.85)]
+    pub beta2: f64,
     /// Which linear layers to adapt.
     pub target_modules: ModuleSelector,
     /// Layers to skip even if targeted.
@@ -275,6 +299,24 @@ impl TriAdaptAdapter {
             })
     }
 
+    /// Every trainable tensor with a name unique within the adapter: `A{i}`, `B{i}`, `L{i}`
+    /// (row strips), `U{i}` (column strips).
+    pub fn named_params(&self) -> Vec<(String, &Param<Tensor<2>>)> {
+        [
+            ("A", &self.a_blocks),
+            ("B", &self.b_blocks),
+            ("L", &self.strips.rows),
+            ("U", &self.strips.cols),
+        ]
+        .into_iter()
+        .flat_map(|(prefix, v)| {
+            v.iter()
+                .enumerate()
+                .map(move |(i, p)| (format!("{prefix}{i}"), p))
+        })
+        .collect()
+    }
+
     /// Trainable scalars `R (d_in + d_out) + 2 Σ k_i S_i`.
     pub fn num_trainable(&self) -> usize {
         let r = self.rank();
@@ -310,6 +352,7 @@ pub struct TriAdaptAllocator {
     current_total: usize,
     scores: Vec<(String, FrobeniusImportance)>,
     rng_seed: u64,
+    sensitivity: SensitivityEma,
 }
 
 impl TriAdaptAllocator {
@@ -356,6 +399,7 @@ impl TriAdaptAllocator {
             current_total: total,
             scores,
             rng_seed: seed,
+            sensitivity: SensitivityEma::new(config.beta1, config.beta2),
         })
     }
 
@@ -401,6 +445,55 @@ impl TriAdaptAllocator {
         Ok(())
     }
 
+    /// Whether [`TriAdaptAllocator::update`] must see each step's gradients.
+    pub fn needs_gradients(&self) -> bool {
+        self.config.importance == TriImportance::Sensitivity
+    }
+
+    /// Fold the gradients of the last backward into the sensitivity EMAs (a no-op for the
+    /// Frobenius importance).
+    pub fn update<M: AdapterHost>(&mut self, model: &M, grads: &Gradients) {
+        if !self.needs_gradients() {
+            return;
+        }
+        model.for_each_linear("", &mut |p, l| {
+            if let Some(Adapter::TriAdapt(a)) = &l.adapter {
+                for (name, param) in a.named_params() {
+                    self.sensitivity
+                        .observe(format!("{p}.{name}"), param, grads);
+                }
+            }
+        });
+    }
+
+    /// The sensitivity EMAs, for a checkpoint (empty for the Frobenius importance).
+    pub fn ema_state(&self) -> EmaState {
+        self.sensitivity.state()
+    }
+
+    /// Restore [`TriAdaptAllocator::ema_state`] on `device`.
+    pub fn set_ema_state(&mut self, state: &EmaState, device: &Device) {
+        self.sensitivity.set_state(state, device);
+    }
+
+    /// Mean `Ī · Ū` over the entries of one adapter at `path` (0 before any observation).
+    fn sensitivity_score(&self, path: &str, a: &TriAdaptAdapter) -> Result<f64, AdapterError> {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for (name, param) in a.named_params() {
+            if let Some(t) = self.sensitivity.score(&format!("{path}.{name}")) {
+                n += param.shape().num_elements();
+                sum += t
+                    .sum()
+                    .try_into_scalar::<f64>()
+                    .map_err(|e| AdapterError::Config {
+                        key: "importance".into(),
+                        reason: format!("{e:?}"),
+                    })?;
+            }
+        }
+        Ok(if n == 0 { 0.0 } else { sum / n as f64 })
+    }
+
     /// Target total rank `B_target`.
     pub fn target_rank(&self) -> usize {
         self.target_total
@@ -431,12 +524,18 @@ impl TriAdaptAllocator {
         {
             return Ok(None);
         }
-        // scores S_k = n_k(t) − n_k(t_prev)
+        // Frobenius: S_k = n_k(t) − n_k(t_prev); sensitivity: mean Ī·Ū of the matrix
+        let sensitivity = self.needs_gradients();
         let mut current = Vec::new();
         let mut error = None;
         model.for_each_linear("", &mut |p, l| {
             if let Some(Adapter::TriAdapt(a)) = &l.adapter {
-                match a.importance() {
+                let value = if sensitivity {
+                    self.sensitivity_score(p, a)
+                } else {
+                    a.importance()
+                };
+                match value {
                     Ok(n) => current.push((p.to_string(), n)),
                     Err(e) => error = Some(e),
                 }
@@ -448,7 +547,7 @@ impl TriAdaptAllocator {
         let mut s = Vec::with_capacity(current.len());
         for ((path, imp), (p2, n)) in self.scores.iter_mut().zip(&current) {
             debug_assert_eq!(path, p2);
-            s.push(imp.score(*n)?);
+            s.push(if sensitivity { *n } else { imp.score(*n)? });
         }
         let p = (step - c.init_warmup) as f64 / (self.total_steps - c.init_warmup) as f64;
         let k = self.k_of(p.clamp(0.0, 1.0), self.target_total - self.current_total);

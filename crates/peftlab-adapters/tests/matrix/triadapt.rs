@@ -198,3 +198,103 @@ fn allocator_reaches_target_and_new_parameters_train() {
         let _ = m.num_params();
     }
 }
+
+/// The EMA recurrence on known numbers: `w = [1, −2, 3]`, loss `Σ c·w` with `c = [0.5, 1, −2]`
+/// gives `I = |w·c| = [0.5, 2, 6]`; after one observation `Ī = (1−β₁)I`,
+/// `Ū = (1−β₂)|I − Ī|`; after a second with the same gradient `Ī' = β₁Ī + (1−β₁)I`,
+/// `Ū' = β₂Ū + (1−β₂)|I − Ī'|`. Exact to f32 rounding (1e-6 relative).
+#[test]
+fn sensitivity_ema_follows_the_recurrence() {
+    use burn::module::Param;
+    use burn::tensor::{Tensor, TensorData};
+    use peftlab_adapters::sensitivity::SensitivityEma;
+    let dev = device().autodiff();
+    let w = Param::from_tensor(Tensor::<2>::from_data(
+        TensorData::new(vec![1.0f32, -2.0, 3.0], [1, 3]),
+        &dev,
+    ));
+    let c = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, 1.0, -2.0], [1, 3]), &dev);
+    let grads = (w.val() * c).sum().backward();
+    let (b1, b2) = (0.85, 0.7);
+    let mut ema = SensitivityEma::new(b1, b2);
+    assert!(ema.score("w").is_none());
+    let imp = [0.5, 2.0, 6.0];
+    let (mut sens, mut unc) = ([0.0f64; 3], [0.0f64; 3]);
+    for round in 0..2 {
+        assert!(ema.observe("w".into(), &w, &grads));
+        for i in 0..3 {
+            sens[i] = b1 * sens[i] + (1.0 - b1) * imp[i];
+            unc[i] = b2 * unc[i] + (1.0 - b2) * (imp[i] - sens[i]).abs();
+        }
+        let got = values(&ema.score("w").unwrap());
+        for i in 0..3 {
+            let want = sens[i] * unc[i];
+            assert!(
+                (got[i] - want).abs() <= 1e-6 * want.abs().max(1e-6),
+                "round {round} entry {i}: {} vs {want}",
+                got[i]
+            );
+        }
+    }
+    // a parameter without a gradient is not observed
+    let other = Param::from_tensor(Tensor::<2>::zeros([1, 3], &dev));
+    assert!(!ema.observe("other".into(), &other, &grads));
+    assert!(ema.score("other").is_none());
+}
+
+/// With the sensitivity importance, an allocation grows exactly the `top_k` matrices whose mean
+/// `Ī·Ū` over all their entries is largest, recomputed here from the gradients independently
+/// (after one observation `Ī·Ū = (1−β₁)·β₁·(1−β₂)·I²`, so the ranking is that of mean `I²`).
+/// The Frobenius allocator on the same model and gradients is not asked for gradients.
+#[test]
+fn sensitivity_importance_grows_the_most_sensitive_matrices() {
+    use peftlab_adapters::triadapt::TriImportance;
+    let dev = device().autodiff();
+    let mut m = TinyEncoder::new(1, 8, 8, &dev);
+    let c = cfg(Threshold::Fixed { top_k: 2 })
+        .with_importance(TriImportance::Sensitivity)
+        .with_init_warmup(0)
+        .with_incre_interval(1);
+    attach(&mut m, &AdapterConfig::Triadaptlora(c.clone()), 0).unwrap();
+    perturb(&mut m, 3);
+    let mut alloc = TriAdaptAllocator::new(&m, &c, 10, None, 7).unwrap();
+    assert!(alloc.needs_gradients());
+    let frobenius = TriAdaptAllocator::new(&m, &cfg(Threshold::Linear), 10, None, 7).unwrap();
+    assert!(!frobenius.needs_gradients());
+    let x = input(2, 3, 8, 1, &dev);
+    let grads = m.forward(x).square().mean().backward();
+    alloc.update(&m, &grads);
+    assert!(!alloc.ema_state().is_empty());
+    let mut expected: Vec<(String, f64)> = Vec::new();
+    m.for_each_linear("", &mut |p, l| {
+        if let Some(Adapter::TriAdapt(a)) = &l.adapter {
+            let (mut sum, mut n) = (0.0, 0);
+            for (_, param) in a.named_params() {
+                let w = values(&param.val());
+                let g = values(&param.val().grad(&grads).unwrap());
+                sum += w.iter().zip(&g).map(|(w, g)| (w * g).powi(2)).sum::<f64>();
+                n += w.len();
+            }
+            expected.push((p.to_string(), sum / n as f64));
+        }
+    });
+    expected.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert!(
+        expected[1].1 > expected[2].1 * 1.001,
+        "a near tie: {expected:?}"
+    );
+    let g = alloc.step(&mut m, 1).unwrap().expect("step 1 allocates");
+    let mut grown = g.grown.clone();
+    grown.sort();
+    let mut want: Vec<String> = expected[..2].iter().map(|(p, _)| p.clone()).collect();
+    want.sort();
+    assert_eq!(grown, want, "scores {expected:?}");
+    // τ is the 2nd largest score itself (f32 sums of ~100 entries: 1e-4 relative)
+    let factor = (1.0 - c.beta1) * c.beta1 * (1.0 - c.beta2);
+    let tau = expected[1].1 * factor;
+    assert!(
+        (g.threshold - tau).abs() <= 1e-4 * tau,
+        "τ {} vs {tau}",
+        g.threshold
+    );
+}

@@ -303,13 +303,15 @@ fn the_adapter_is_really_attached() {
     std::fs::remove_dir_all(&glue).unwrap();
 }
 
-/// A run killed mid-epoch (step 5 of 6 per epoch, dropout on, AdamW state, TriAdaptLoRA grown)
-/// and resumed from its checkpoint ends bit-identical to the uninterrupted run.
+/// A run killed mid-epoch (step 5 of 6 per epoch, dropout on, AdamW state, TriAdaptLoRA grown,
+/// with either importance) and resumed from its checkpoint ends bit-identical to the uninterrupted run.
 #[test]
 fn killed_and_resumed_run_is_bit_identical() {
     use peftlab_train::{RunOptions, TrainError};
     let glue = glue_dir("resume", 48, 12);
-    for adapter in [LORA, TRI] {
+    // the sensitivity importance adds the allocator's EMAs to what a checkpoint must restore
+    let tri_sensitivity = format!("{TRI}\nimportance = \"Sensitivity\"");
+    for adapter in [LORA, TRI, tri_sensitivity.as_str()] {
         let cfg = config(&glue, adapter, "checkpoint_every = 2\n");
         let out_a = std::env::temp_dir().join(format!("peftlab-resume-a-{}", std::process::id()));
         let out_b = std::env::temp_dir().join(format!("peftlab-resume-b-{}", std::process::id()));
