@@ -210,7 +210,7 @@ pub fn save_adapter<M: AdapterHost>(
         let mut sizes = Map::new();
         model.for_each_linear("", &mut |p, l| {
             if let Some(Adapter::TriAdapt(a)) = &l.adapter {
-                sizes.insert(p.to_string(), json!(a.strips.block_sizes()));
+                sizes.insert(p.to_string(), json!(a.block_sizes()));
             }
         });
         cfg["block_sizes"] = Value::Object(sizes);
@@ -691,7 +691,7 @@ fn grow_to_saved_blocks<M: AdapterHost>(
             });
             return;
         };
-        if want.first() != a.strips.block_sizes().first() {
+        if want.first() != a.block_sizes().first() {
             error = Some(AdapterError::Config {
                 key: format!("{}: block_sizes.{p}", file.display()),
                 reason: format!("first block {:?} disagrees with init_rank", want.first()),

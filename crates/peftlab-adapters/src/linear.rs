@@ -136,12 +136,17 @@ impl Adapter {
             Adapter::TriAdapt(a) => {
                 let mut v = Vec::new();
                 let blocks = a.a_blocks.iter_mut().zip(a.b_blocks.iter_mut());
-                let strips = a.strips.rows.iter_mut().zip(a.strips.cols.iter_mut());
-                for (i, ((pa, pb), (pr, pc))) in blocks.zip(strips).enumerate() {
+                for (i, (pa, pb)) in blocks.enumerate() {
                     v.push(p(&format!("triadapt_A.{i}.weight"), pa, true));
                     v.push(p(&format!("triadapt_B.{i}.weight"), pb, true));
+                }
+                let strips = a.strips.rows.iter_mut().zip(a.strips.cols.iter_mut());
+                for (i, (pr, pc)) in strips.enumerate() {
                     v.push(p(&format!("triadapt_Crow.{i}.weight"), pr, true));
                     v.push(p(&format!("triadapt_Ccol.{i}.weight"), pc, true));
+                }
+                if let Some(c) = &mut a.full {
+                    v.push(p("triadapt_C.weight", c, true));
                 }
                 v
             }

@@ -31,6 +31,13 @@
 //!
 //! Parameters per matrix at rank `R`: `R (d_in + d_out) + 2 Σ_i k_i S_i` (§4.6).
 //!
+//! Ablation ([`TriTransform::Full`], papers.md §6 "triangular vs full T"): `C` held as one dense
+//! `R×R` parameter, with the same values at init (`2I`) and at growth (the old `C` in the top-left
+//! corner, `2I` on the new diagonal block, zeros elsewhere) — so the forward pass is the same
+//! function, but each entry is one parameter instead of the diagonal blocks being two, a grown
+//! `C` is a new, larger tensor (its AdamW moments restart; the strips' existing entries keep
+//! theirs), and it has `R²` parameters instead of `R² + Σ k_i²`.
+//!
 //! Reproduce: `cargo xtask reproduce triadaptlora`.
 
 use burn::config::Config;
@@ -69,6 +76,15 @@ pub enum Threshold {
     Linear,
     /// `K = ⌊(B_target − B_cur)^p⌋`.
     Exponential,
+}
+
+/// How `C` is stored.
+#[derive(Config, Debug, Copy, PartialEq)]
+pub enum TriTransform {
+    /// Lower and upper triangular strips; growth appends one of each (the paper).
+    Triangular,
+    /// One dense `R×R` parameter, enlarged at growth (ablation).
+    Full,
 }
 
 /// How a matrix's importance is measured at an allocation step.
@@ -113,6 +129,9 @@ pub struct TriAdaptConfig {
     /// Orthogonality regularizer weight γ.
     #[config(default = 0.5)]
     pub orth_reg_weight: f64,
+    /// Storage of `C`.
+    #[config(default = "TriTransform::Triangular")]
+    pub transform: TriTransform,
     /// Importance measure.
     #[config(default = "TriImportance::Frobenius")]
     pub importance: TriImportance,
@@ -144,8 +163,10 @@ pub struct TriAdaptAdapter {
     pub a_blocks: Vec<Param<Tensor<2>>>,
     /// `B_i: [d_out, k_i]`.
     pub b_blocks: Vec<Param<Tensor<2>>>,
-    /// `C` as strips.
+    /// `C` as strips ([`TriTransform::Triangular`]; empty otherwise).
     pub strips: TriangularStrips,
+    /// `C: [R, R]` as one tensor ([`TriTransform::Full`]).
+    pub full: Option<Param<Tensor<2>>>,
     /// Dropout on the adapter input.
     pub dropout: Dropout,
     /// `α`.
@@ -174,6 +195,8 @@ impl TriAdaptAdapter {
             a_blocks: Vec::new(),
             b_blocks: Vec::new(),
             strips: TriangularStrips::new(),
+            full: (config.transform == TriTransform::Full)
+                .then(|| Param::from_tensor(Tensor::<2>::zeros([0, 0], device))),
             dropout: crate::lowrank::dropout(config.lora_dropout)?,
             alpha: config.lora_alpha,
             alpha_over_rank: config.scaling == TriScaling::AlphaOverRank,
@@ -192,7 +215,7 @@ impl TriAdaptAdapter {
 
     /// Current rank `R`.
     pub fn rank(&self) -> usize {
-        self.strips.rank()
+        self.a_blocks.iter().map(|a| a.dims()[0]).sum()
     }
 
     /// The scale `s` at rank `r`.
@@ -217,8 +240,32 @@ impl TriAdaptAdapter {
     ) -> Result<(), AdapterError> {
         let a = Fill::Normal { std: 0.02 }.tensor(k, d_in, rng, device, dtype);
         let b = Fill::Zeros.tensor(d_out, k, rng, device, dtype);
-        let strips = std::mem::take(&mut self.strips);
-        self.strips = strips.grow(k, init, rng, device, dtype)?;
+        if let Some(c) = &mut self.full {
+            // [[C, 0], [0, 2I_k]]: the value the strips give for the default init (r×r, small:
+            // assembled on the host)
+            let r = c.dims()[0];
+            let n = r + k;
+            let old = c
+                .val()
+                .try_to_vec_as::<f64>()
+                .map_err(|e| AdapterError::Config {
+                    key: "C".into(),
+                    reason: format!("{e:?}"),
+                })?;
+            let mut v = vec![0.0f64; n * n];
+            for i in 0..r {
+                v[i * n..i * n + r].copy_from_slice(&old[i * r..(i + 1) * r]);
+            }
+            for i in r..n {
+                v[i * n + i] = 2.0;
+            }
+            let grown = Tensor::<2>::from_data(burn::tensor::TensorData::new(v, [n, n]), device)
+                .cast(dtype);
+            *c = Param::initialized(c.id, grown).set_require_grad(true);
+        } else {
+            let strips = std::mem::take(&mut self.strips);
+            self.strips = strips.grow(k, init, rng, device, dtype)?;
+        }
         self.a_blocks.push(Param::from_tensor(a));
         self.b_blocks.push(Param::from_tensor(b));
         Ok(())
@@ -261,9 +308,13 @@ impl TriAdaptAdapter {
     }
 
     fn c(&self) -> Tensor<2> {
-        self.strips
-            .assemble()
-            .expect("a TriAdapt adapter always holds at least one block")
+        match &self.full {
+            Some(c) => c.val(),
+            None => self
+                .strips
+                .assemble()
+                .expect("a TriAdapt adapter always holds at least one block"),
+        }
     }
 
     /// Factored update `s · ((dropout(x) A_catᵀ) Cᵀ) B_catᵀ` for `x: [..., d_in]`.
@@ -291,7 +342,7 @@ impl TriAdaptAdapter {
 
     /// Normalized Frobenius norm `‖C‖_F / m` (§4.3), read back to the host.
     pub fn importance(&self) -> Result<f64, AdapterError> {
-        let n = normalized_frobenius(self.c(), self.strips.num_blocks())?;
+        let n = normalized_frobenius(self.c(), self.a_blocks.len())?;
         n.try_into_scalar::<f64>()
             .map_err(|e| AdapterError::Config {
                 key: "importance".into(),
@@ -300,8 +351,9 @@ impl TriAdaptAdapter {
     }
 
     /// Every trainable tensor with a name unique within the adapter: `A{i}`, `B{i}`, `L{i}`
-    /// (row strips), `U{i}` (column strips).
+    /// (row strips), `U{i}` (column strips), or `C` for the full transform.
     pub fn named_params(&self) -> Vec<(String, &Param<Tensor<2>>)> {
+        let full = self.full.iter().map(|c| ("C".to_string(), c));
         [
             ("A", &self.a_blocks),
             ("B", &self.b_blocks),
@@ -314,6 +366,7 @@ impl TriAdaptAdapter {
                 .enumerate()
                 .map(move |(i, p)| (format!("{prefix}{i}"), p))
         })
+        .chain(full)
         .collect()
     }
 
@@ -322,7 +375,12 @@ impl TriAdaptAdapter {
         let r = self.rank();
         let d_in = self.a_blocks[0].dims()[1];
         let d_out = self.b_blocks[0].dims()[0];
-        r * (d_in + d_out) + self.strips.num_params()
+        let c = if self.full.is_some() {
+            r * r
+        } else {
+            self.strips.num_params()
+        };
+        r * (d_in + d_out) + c
     }
 }
 

@@ -21,7 +21,7 @@ use peftlab_adapters::loratrf::LoraTrfConfig;
 use peftlab_adapters::mtlora::MtLoraConfig;
 use peftlab_adapters::svd_adapt::{SvdAdaptConfig, SvdOption};
 use peftlab_adapters::target::ModuleSelector;
-use peftlab_adapters::triadapt::TriAdaptConfig;
+use peftlab_adapters::triadapt::{TriAdaptConfig, TriTransform};
 use peftlab_adapters::{
     AdaptedLinear, Adapter, AdapterConfig, AdapterError, AdapterHost, attach, merge_all,
     param_report, set_adapters_enabled, unmerge_all,
@@ -81,11 +81,14 @@ fn methods(r: usize, targets: &[&str]) -> Vec<AdapterConfig> {
         ));
     }
     v.push(AdapterConfig::Loratrf(LoraTrfConfig::new(r, sel.clone())));
-    v.push(AdapterConfig::Triadaptlora(
-        TriAdaptConfig::new(sel.clone())
-            .with_init_rank(r)
-            .with_reference_rank(2 * r),
-    ));
+    for transform in [TriTransform::Triangular, TriTransform::Full] {
+        v.push(AdapterConfig::Triadaptlora(
+            TriAdaptConfig::new(sel.clone())
+                .with_init_rank(r)
+                .with_reference_rank(2 * r)
+                .with_transform(transform),
+        ));
+    }
     v.push(AdapterConfig::Adalora(
         AdaLoraConfig::new(sel.clone())
             .with_init_r(r)
@@ -103,9 +106,13 @@ fn formula(cfg: &AdapterConfig, d_in: usize, d_out: usize) -> usize {
         AdapterConfig::Loratrf(c) => {
             c.r * (d_in + d_out) + d_out + 2 * c.filter_rank.unwrap_or(c.r) * d_out
         }
-        // one block of init_rank k: R(d_in + d_out) + 2k² (papers.md §4.6)
+        // one block of init_rank k: R(d_in + d_out) + 2k² (papers.md §4.6); a full T has k²
         AdapterConfig::Triadaptlora(c) => {
-            c.init_rank * (d_in + d_out) + 2 * c.init_rank * c.init_rank
+            let t = match c.transform {
+                TriTransform::Triangular => 2 * c.init_rank * c.init_rank,
+                TriTransform::Full => c.init_rank * c.init_rank,
+            };
+            c.init_rank * (d_in + d_out) + t
         }
         AdapterConfig::Adalora(c) => c.init_r * (d_in + d_out) + c.init_r,
     }

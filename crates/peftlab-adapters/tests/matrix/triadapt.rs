@@ -298,3 +298,65 @@ fn sensitivity_importance_grows_the_most_sensitive_matrices() {
         g.threshold
     );
 }
+
+/// The full-T ablation grows `C` to `[[C, 0], [0, 2I]]`: the old entries stay in the top-left
+/// corner bit for bit, the layer output is unchanged (f32 rounding, as for the strips), the
+/// parameter count goes from `R(d_in+d_out) + R²` at `R = 1` to the same at `R = 4`, and a save /
+/// load round trip of the grown model gives identical outputs.
+#[test]
+fn full_transform_grows_by_embedding() {
+    use peftlab_adapters::triadapt::TriTransform;
+    let dev = device();
+    let base = TinyEncoder::new(2, 8, 12, &dev);
+    let mut m = base.clone();
+    let c = AdapterConfig::Triadaptlora(
+        cfg(Threshold::Linear)
+            .with_init_rank(2)
+            .with_transform(TriTransform::Full),
+    );
+    attach(&mut m, &c, 3).unwrap();
+    perturb(&mut m, 4);
+    let x = input(2, 4, 8, 5, &dev);
+    let before = values(&m.forward(x.clone()));
+    let mut old = Vec::new();
+    m.for_each_linear("", &mut |_, l| {
+        let Some(Adapter::TriAdapt(a)) = &l.adapter else {
+            panic!()
+        };
+        assert!(a.strips.rows.is_empty(), "no strips with a full T");
+        old.push(values(&a.full.as_ref().unwrap().val()));
+    });
+    let mut rng = SeededRng::new(1);
+    let mut i = 0;
+    m.for_each_linear_mut("", &mut |_, l| {
+        let Some(Adapter::TriAdapt(a)) = &mut l.adapter else {
+            panic!()
+        };
+        let (d_in, d_out) = (a.a_blocks[0].dims()[1], a.b_blocks[0].dims()[0]);
+        assert_eq!(a.num_trainable(), 2 * (d_in + d_out) + 4);
+        a.grow(2, StripInit::DiagonalIdentity, &mut rng).unwrap();
+        assert_eq!((a.rank(), a.block_sizes()), (4, vec![2, 2]));
+        assert_eq!(a.num_trainable(), 4 * (d_in + d_out) + 16);
+        let c = values(&a.full.as_ref().unwrap().val());
+        for r in 0..4 {
+            for col in 0..4 {
+                let want = match (r < 2, col < 2) {
+                    (true, true) => old[i][r * 2 + col],
+                    (false, false) if r == col => 2.0,
+                    _ => 0.0,
+                };
+                assert_eq!(c[r * 4 + col], want, "C[{r}][{col}]");
+            }
+        }
+        i += 1;
+    });
+    let after = values(&m.forward(x.clone()));
+    let tol = 1e-5 * (1.0 + before.iter().fold(0.0f64, |a, v| a.max(v.abs())));
+    assert!(max_abs_diff(&before, &after) <= tol);
+    let dir = std::env::temp_dir().join(format!("peftlab-trifull-{}", std::process::id()));
+    peftlab_adapters::save_adapter(&m, &c, &dir).unwrap();
+    let mut loaded = base.clone();
+    peftlab_adapters::load_adapter(&mut loaded, &dir).unwrap();
+    assert_eq!(values(&loaded.forward(x)), after);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

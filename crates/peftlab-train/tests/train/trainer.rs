@@ -310,8 +310,10 @@ fn killed_and_resumed_run_is_bit_identical() {
     use peftlab_train::{RunOptions, TrainError};
     let glue = glue_dir("resume", 48, 12);
     // the sensitivity importance adds the allocator's EMAs to what a checkpoint must restore
+    // the full-T ablation replaces its C by a larger tensor at each growth
     let tri_sensitivity = format!("{TRI}\nimportance = \"Sensitivity\"");
-    for adapter in [LORA, TRI, tri_sensitivity.as_str()] {
+    let tri_full = format!("{TRI}\ntransform = \"Full\"");
+    for adapter in [LORA, TRI, tri_sensitivity.as_str(), tri_full.as_str()] {
         let cfg = config(&glue, adapter, "checkpoint_every = 2\n");
         let out_a = std::env::temp_dir().join(format!("peftlab-resume-a-{}", std::process::id()));
         let out_b = std::env::temp_dir().join(format!("peftlab-resume-b-{}", std::process::id()));
