@@ -93,6 +93,18 @@ pub struct TaskConfig {
     /// Generation tasks: tokens generated per evaluation example (greedy).
     #[serde(default = "d_new_tokens", skip_serializing_if = "is_d_new_tokens")]
     pub max_new_tokens: usize,
+    /// Generation tasks: beams at evaluation (1 = greedy; the papers' E2E decoding uses 10).
+    #[serde(default = "d_one", skip_serializing_if = "is_one")]
+    pub num_beams: usize,
+    /// Generation tasks: length penalty of finished beams (the papers: 0.9 on E2E).
+    #[serde(
+        default = "d_length_penalty",
+        skip_serializing_if = "is_d_length_penalty"
+    )]
+    pub length_penalty: f64,
+    /// Generation tasks: forbid repeating n-grams of this size (0 = off; the papers: 4).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub no_repeat_ngram_size: usize,
 }
 
 fn d_template() -> String {
@@ -106,6 +118,18 @@ fn is_d_template(t: &str) -> bool {
 }
 fn is_d_new_tokens(n: &usize) -> bool {
     *n == d_new_tokens()
+}
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+fn d_length_penalty() -> f64 {
+    1.0
+}
+fn is_d_length_penalty(x: &f64) -> bool {
+    *x == 1.0
+}
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn d_max_len() -> usize {
@@ -291,6 +315,18 @@ impl TrainConfig {
             return Err(bad(
                 "task.max_length",
                 format!("{} is too short", self.task.max_length),
+            ));
+        }
+        if self.task.num_beams == 0 {
+            return Err(bad(
+                "task.num_beams",
+                "must be at least 1 (1 = greedy)".into(),
+            ));
+        }
+        if !self.task.length_penalty.is_finite() {
+            return Err(bad(
+                "task.length_penalty",
+                format!("must be a number, got {}", self.task.length_penalty),
             ));
         }
         Ok(())

@@ -338,9 +338,9 @@ impl Trainer {
             let lm = valid.causal_lm().ok_or_else(|| other("not a causal LM"))?;
             let cfg = GenerationConfig {
                 max_new_tokens: c.task.max_new_tokens,
-                num_beams: 1,
-                length_penalty: 1.0,
-                no_repeat_ngram_size: 0,
+                num_beams: c.task.num_beams,
+                length_penalty: c.task.length_penalty,
+                no_repeat_ngram_size: c.task.no_repeat_ngram_size,
                 eos_token_id: self.eos,
             };
             let prompt = |x: &str| c.task.template.replace("{input}", x);

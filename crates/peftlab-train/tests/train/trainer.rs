@@ -280,6 +280,31 @@ fn bad_configs_name_the_key() {
     );
     let e = err(base("[adapter]\nmethod = \"dora\"\n"));
     assert!(e.contains("unknown method"), "{e}");
+    let e = err(base("num_beams = 0\n"));
+    assert!(e.contains("task.num_beams"), "{e}");
+    // decoding keys: written (and hashed) only when not at their default
+    let beams = TrainConfig::from_toml(
+        &base("num_beams = 10\nlength_penalty = 0.9\nno_repeat_ngram_size = 4\n"),
+        "x.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            beams.task.num_beams,
+            beams.task.length_penalty,
+            beams.task.no_repeat_ngram_size
+        ),
+        (10, 0.9, 4)
+    );
+    let text = beams.to_toml();
+    assert!(text.contains("num_beams = 10") && text.contains("no_repeat_ngram_size = 4"));
+    let greedy = TrainConfig::from_toml(&base(""), "x.toml")
+        .unwrap()
+        .to_toml();
+    assert!(
+        !greedy.contains("num_beams") && !greedy.contains("length_penalty"),
+        "{greedy}"
+    );
     // a head name that matches nothing
     let mut cfg = TrainConfig::from_toml(&base(LORA), "x.toml").unwrap();
     cfg.train_modules = Some(vec!["score".into()]);
