@@ -417,17 +417,74 @@ fn split3(seed: u64, rows: Vec<(String, Example)>, train: f64, dev: f64) -> [Vec
     out
 }
 
-/// A task by name: `glue-<task>` from `glue_dir`, else a fetched task ([`load`]).
-pub fn load_named(task: &str, glue_dir: Option<&Path>) -> Result<Dataset, DataError> {
+/// A task by name: `glue-<task>` (a GLUE directory) or one of [`PAPER_NLG_TASKS`] from
+/// `data_dir`, else a fetched task ([`load`]).
+pub fn load_named(task: &str, data_dir: Option<&Path>) -> Result<Dataset, DataError> {
+    let dir = || {
+        data_dir.ok_or_else(|| {
+            DataError::Tool(format!(
+                "{task}: needs the directory with your copy of the papers' data"
+            ))
+        })
+    };
     match task.strip_prefix("glue-") {
-        Some(t) => {
-            let dir = glue_dir.ok_or_else(|| {
-                DataError::Tool(format!("{task}: GLUE tasks need a GLUE data directory"))
-            })?;
-            glue(dir, t)
-        }
+        Some(t) => glue(dir()?, t),
+        None if PAPER_NLG_TASKS.contains(&task) => paper_nlg(dir()?, task),
         None => load(task),
     }
+}
+
+/// The papers' NLG data from a directory of the official files (not obtainable here; for users
+/// who have them): `e2e-official` — the E2E challenge's `trainset.csv`, `devset.csv`,
+/// `testset_w_refs.csv`; `dart` — `dart-v1.1.1-full-{train,dev,test}.json`. Splits are the
+/// official ones, in file order.
+pub const PAPER_NLG_TASKS: [&str; 2] = ["e2e-official", "dart"];
+
+/// See [`PAPER_NLG_TASKS`].
+pub fn paper_nlg(dir: &Path, task: &str) -> Result<Dataset, DataError> {
+    let metrics = ["bleu", "nist", "meteor", "rouge_l", "cider_d", "ter"];
+    let (files, load_file, about): (
+        [&str; 3],
+        fn(&Path) -> Result<Vec<Example>, DataError>,
+        &str,
+    ) = match task {
+        "e2e-official" => (
+            ["trainset.csv", "devset.csv", "testset_w_refs.csv"],
+            e2e_csv,
+            "the official E2E NLG challenge data (Novikova et al. 2017): trainset / devset / testset_w_refs",
+        ),
+        "dart" => (
+            [
+                "dart-v1.1.1-full-train.json",
+                "dart-v1.1.1-full-dev.json",
+                "dart-v1.1.1-full-test.json",
+            ],
+            dart_json,
+            "DART v1.1.1 (Nan et al. 2021): the official train / dev / test JSON",
+        ),
+        other => {
+            return Err(DataError::Manifest(format!(
+                "unknown task {other:?} (the papers' NLG data: {})",
+                PAPER_NLG_TASKS.join(", ")
+            )));
+        }
+    };
+    let [train, dev, test] = [0, 1, 2].map(|i| load_file(&dir.join(files[i])));
+    Ok(Dataset {
+        task: spec(
+            task,
+            InputKind::DataToText,
+            LabelKind::References,
+            &metrics,
+            0,
+            about,
+        ),
+        train: train?,
+        dev: dev?,
+        test: test?,
+        extra: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+    })
 }
 
 /// Load a fetched task from the cache (`$PEFTLAB_CACHE` rules; see the module table).

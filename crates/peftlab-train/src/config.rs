@@ -62,12 +62,16 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// A fetched task (`mr2`, `mr-score`, `boolq`, `vitaminc`, `trec`, `e2e`, `webnlg`) or
-    /// `glue-<task>` with `glue_dir`.
+    /// A fetched task (`mr2`, `mr-score`, `boolq`, `vitaminc`, `trec`, `e2e`, `webnlg`),
+    /// `glue-<task>` with `glue_dir`, or the papers' NLG data `e2e-official` / `dart` with
+    /// `data_dir`.
     pub name: String,
     /// GLUE data directory for `glue-<task>`.
     #[serde(default)]
     pub glue_dir: Option<PathBuf>,
+    /// Directory of the official E2E CSVs (`e2e-official`) or DART JSON files (`dart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
     /// Tokens per example (pairs truncated longest-first).
     #[serde(default = "d_max_len")]
     pub max_length: usize,

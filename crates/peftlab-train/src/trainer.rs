@@ -199,7 +199,8 @@ impl Trainer {
         // fixes the commit the records of this process name (see `git_state`)
         git_state();
         let c = &config;
-        let data = load_named(&c.task.name, c.task.glue_dir.as_deref())?;
+        let dir = c.task.data_dir.as_deref().or(c.task.glue_dir.as_deref());
+        let data = load_named(&c.task.name, dir)?;
         let num_labels = data.num_labels();
         let device = Device::default().autodiff();
         let opts = LoadOptions {

@@ -255,3 +255,37 @@ fn split_prefixes_are_samples_not_sorted_runs() {
         }
     }
 }
+
+/// The papers' NLG data from a directory of the official files: `e2e-official` and `dart` by
+/// name through `load_named`, each split from its own file (here the same fixture three times,
+/// with one file changed so the splits differ); a missing file is an error naming it, and no
+/// directory is an error naming the task.
+#[test]
+fn paper_nlg_tasks_load_from_a_directory() {
+    use peftlab_data::loaders::load_named;
+    let dir = std::env::temp_dir().join(format!("peftlab-paper-nlg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let e2e = std::fs::read_to_string(formats("e2e_devset.csv")).unwrap();
+    std::fs::write(dir.join("trainset.csv"), &e2e).unwrap();
+    std::fs::write(dir.join("devset.csv"), &e2e).unwrap();
+    // the test file keeps only the header and the first MR's first row
+    let first_two: Vec<&str> = e2e.lines().take(2).collect();
+    std::fs::write(dir.join("testset_w_refs.csv"), first_two.join("\n") + "\n").unwrap();
+    let ds = load_named("e2e-official", Some(&dir)).unwrap();
+    assert_eq!((ds.train.len(), ds.dev.len(), ds.test.len()), (2, 2, 1));
+    assert_eq!(ds.task.name, "e2e-official");
+    assert!(ds.task.metrics.iter().any(|m| m == "bleu"));
+    let e = load_named("dart", Some(&dir)).unwrap_err().to_string();
+    assert!(e.contains("dart-v1.1.1-full-train.json"), "{e}");
+    let dart = std::fs::read_to_string(formats("dart.json")).unwrap();
+    for split in ["train", "dev", "test"] {
+        std::fs::write(dir.join(format!("dart-v1.1.1-full-{split}.json")), &dart).unwrap();
+    }
+    let ds = load_named("dart", Some(&dir)).unwrap();
+    assert_eq!(ds.train.len(), ds.test.len());
+    assert!(matches!(&ds.dev[1].label, Some(Label::Refs(r)) if r.len() == 2));
+    let e = load_named("e2e-official", None).unwrap_err().to_string();
+    assert!(e.contains("e2e-official") && e.contains("directory"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
