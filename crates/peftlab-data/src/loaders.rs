@@ -440,14 +440,13 @@ pub fn load_named(task: &str, data_dir: Option<&Path>) -> Result<Dataset, DataEr
 /// official ones, in file order.
 pub const PAPER_NLG_TASKS: [&str; 2] = ["e2e-official", "dart"];
 
+/// A loader of one file of a task's data.
+type FileLoader = fn(&Path) -> Result<Vec<Example>, DataError>;
+
 /// See [`PAPER_NLG_TASKS`].
 pub fn paper_nlg(dir: &Path, task: &str) -> Result<Dataset, DataError> {
     let metrics = ["bleu", "nist", "meteor", "rouge_l", "cider_d", "ter"];
-    let (files, load_file, about): (
-        [&str; 3],
-        fn(&Path) -> Result<Vec<Example>, DataError>,
-        &str,
-    ) = match task {
+    let (files, load_file, about): ([&str; 3], FileLoader, &str) = match task {
         "e2e-official" => (
             ["trainset.csv", "devset.csv", "testset_w_refs.csv"],
             e2e_csv,
