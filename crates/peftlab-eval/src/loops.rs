@@ -53,14 +53,12 @@ pub fn evaluate_classifier(
     device: &Device,
 ) -> Result<(BTreeMap<String, f64>, Vec<f64>), EvalError> {
     let enc = encode_examples(tok, examples, max_len).map_err(invalid)?;
-    // keep the input order: consecutive chunks
-    let order: Vec<Vec<usize>> = (0..enc.len())
-        .collect::<Vec<_>>()
-        .chunks(batch_size.max(1))
-        .map(<[usize]>::to_vec)
-        .collect();
-    let mut outputs: Vec<Vec<f64>> = Vec::with_capacity(enc.len());
-    for b in order {
+    // batches of similar length (less padding: MR snippets run from 5 to 60 tokens), outputs
+    // written back in input order
+    let mut by_len: Vec<usize> = (0..enc.len()).collect();
+    by_len.sort_by_key(|&i| (enc[i].ids.len(), i));
+    let mut outputs: Vec<Vec<f64>> = vec![Vec::new(); enc.len()];
+    for b in by_len.chunks(batch_size.max(1)) {
         let items: Vec<_> = b.iter().map(|&i| &enc[i]).collect();
         let batch = classification_batch(&items, 0, device);
         let logits = model
@@ -70,7 +68,9 @@ pub fn evaluate_classifier(
         let v = logits
             .try_to_vec_as::<f64>()
             .map_err(|e| invalid(format!("{e:?}")))?;
-        outputs.extend((0..n).map(|r| v[r * k..(r + 1) * k].to_vec()));
+        for (r, &i) in b.iter().enumerate().take(n) {
+            outputs[i] = v[r * k..(r + 1) * k].to_vec();
+        }
     }
     let mut metrics = BTreeMap::new();
     let regression = outputs.first().is_some_and(|o| o.len() == 1);
