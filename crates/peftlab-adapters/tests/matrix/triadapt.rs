@@ -3,6 +3,7 @@
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::Tensor;
 use peftlab_adapters::target::ModuleSelector;
 use peftlab_adapters::triadapt::{Threshold, TriAdaptAllocator, TriAdaptConfig, TriScaling};
 use peftlab_adapters::{Adapter, AdapterConfig, AdapterHost, attach};
@@ -19,19 +20,50 @@ fn cfg(threshold: Threshold) -> TriAdaptConfig {
         .with_threshold(threshold)
 }
 
+/// A 2-layer tiny encoder with `c` attached and perturbed (so `B ≠ 0`), an input, and the
+/// output before growth.
+fn adapted(c: &AdapterConfig) -> (TinyEncoder, TinyEncoder, Tensor<3>, Vec<f64>) {
+    let dev = device();
+    let base = TinyEncoder::new(2, 8, 12, &dev);
+    let mut m = base.clone();
+    attach(&mut m, c, 3).unwrap();
+    perturb(&mut m, 4);
+    let x = input(2, 4, 8, 5, &dev);
+    let before = values(&m.forward(x.clone()));
+    (base, m, x, before)
+}
+
+/// After growth: the output equals `before` to f32 rounding (`1e-5 · (1 + |y|max)`), and a save /
+/// load round trip of the grown model onto `base` gives identical outputs (block sizes are in
+/// the saved config).
+fn assert_grown_output_kept(
+    (base, m, x, before): (&TinyEncoder, &TinyEncoder, &Tensor<3>, &[f64]),
+    c: &AdapterConfig,
+    tag: &str,
+) {
+    let after = values(&m.forward(x.clone()));
+    let tol = 1e-5 * (1.0 + before.iter().fold(0.0f64, |a, v| a.max(v.abs())));
+    let d = max_abs_diff(before, &after);
+    assert!(d <= tol, "{tag}: output moved by {d}");
+    let dir = std::env::temp_dir().join(format!("peftlab-tri-{}-{tag}", std::process::id()));
+    peftlab_adapters::save_adapter(m, c, &dir).unwrap();
+    let mut loaded = base.clone();
+    peftlab_adapters::load_adapter(&mut loaded, &dir).unwrap();
+    assert_eq!(
+        values(&loaded.forward(x.clone())),
+        after,
+        "{tag}: reloaded grown adapter"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Growth (both scale rules) leaves the output unchanged to f32 rounding
 /// (`1e-5 · (1 + |y|max)`) and every existing A block and strip bit-identical.
 #[test]
 fn growth_preserves_output_and_existing_entries() {
-    let dev = device();
     for scaling in [TriScaling::AlphaOverRank, TriScaling::Constant2] {
-        let base = TinyEncoder::new(2, 8, 12, &dev);
-        let mut m = base.clone();
         let c = AdapterConfig::Triadaptlora(cfg(Threshold::Linear).with_scaling(scaling));
-        attach(&mut m, &c, 3).unwrap();
-        perturb(&mut m, 4);
-        let x = input(2, 4, 8, 5, &dev);
-        let before = values(&m.forward(x.clone()));
+        let (base, mut m, x, before) = adapted(&c);
         let mut old = Vec::new();
         m.for_each_linear("", &mut |_, l| {
             let Some(Adapter::TriAdapt(a)) = &l.adapter else {
@@ -51,25 +83,7 @@ fn growth_preserves_output_and_existing_entries() {
             assert_eq!(a.rank(), 4);
             assert_eq!(a.strips.block_sizes(), vec![1, 3]);
         });
-        let after = values(&m.forward(x.clone()));
-        // a grown adapter round-trips through save/load (block sizes are in the config)
-        let dir =
-            std::env::temp_dir().join(format!("peftlab-tri-{}-{scaling:?}", std::process::id()));
-        peftlab_adapters::save_adapter(&m, &c, &dir).unwrap();
-        let mut loaded = base.clone();
-        peftlab_adapters::load_adapter(&mut loaded, &dir).unwrap();
-        assert_eq!(
-            values(&loaded.forward(x)),
-            after,
-            "{scaling:?}: reloaded grown adapter"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-        let tol = 1e-5 * (1.0 + before.iter().fold(0.0f64, |a, v| a.max(v.abs())));
-        assert!(
-            max_abs_diff(&before, &after) <= tol,
-            "{scaling:?}: {}",
-            max_abs_diff(&before, &after)
-        );
+        assert_grown_output_kept((&base, &m, &x, &before), &c, &format!("{scaling:?}"));
         let mut i = 0;
         m.for_each_linear("", &mut |_, l| {
             let Some(Adapter::TriAdapt(a)) = &l.adapter else {
@@ -301,23 +315,17 @@ fn sensitivity_importance_grows_the_most_sensitive_matrices() {
 
 /// The full-T ablation grows `C` to `[[C, 0], [0, 2I]]`: the old entries stay in the top-left
 /// corner bit for bit, the layer output is unchanged (f32 rounding, as for the strips), the
-/// parameter count goes from `R(d_in+d_out) + R²` at `R = 1` to the same at `R = 4`, and a save /
+/// parameter count goes from `R(d_in+d_out) + R²` at `R = 2` to the same at `R = 4`, and a save /
 /// load round trip of the grown model gives identical outputs.
 #[test]
 fn full_transform_grows_by_embedding() {
     use peftlab_adapters::triadapt::TriTransform;
-    let dev = device();
-    let base = TinyEncoder::new(2, 8, 12, &dev);
-    let mut m = base.clone();
     let c = AdapterConfig::Triadaptlora(
         cfg(Threshold::Linear)
             .with_init_rank(2)
             .with_transform(TriTransform::Full),
     );
-    attach(&mut m, &c, 3).unwrap();
-    perturb(&mut m, 4);
-    let x = input(2, 4, 8, 5, &dev);
-    let before = values(&m.forward(x.clone()));
+    let (base, mut m, x, before) = adapted(&c);
     let mut old = Vec::new();
     m.for_each_linear("", &mut |_, l| {
         let Some(Adapter::TriAdapt(a)) = &l.adapter else {
@@ -350,13 +358,5 @@ fn full_transform_grows_by_embedding() {
         }
         i += 1;
     });
-    let after = values(&m.forward(x.clone()));
-    let tol = 1e-5 * (1.0 + before.iter().fold(0.0f64, |a, v| a.max(v.abs())));
-    assert!(max_abs_diff(&before, &after) <= tol);
-    let dir = std::env::temp_dir().join(format!("peftlab-trifull-{}", std::process::id()));
-    peftlab_adapters::save_adapter(&m, &c, &dir).unwrap();
-    let mut loaded = base.clone();
-    peftlab_adapters::load_adapter(&mut loaded, &dir).unwrap();
-    assert_eq!(values(&loaded.forward(x)), after);
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert_grown_output_kept((&base, &m, &x, &before), &c, "full");
 }
