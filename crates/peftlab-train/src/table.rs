@@ -14,6 +14,8 @@
 //! tasks = ["mr2", "trec"]
 //! seeds = [0, 1, 2]
 //! set = { "model.path" = "minilm", "task.train_limit" = 2000 }   # dotted-key overrides
+//! # `adapter.*` keys override every row's adapter (rows without one, full FT, ignore them):
+//! # set = { "adapter.target_modules" = ["c_attn"] }   # another backbone's module names
 //! task_set.trec = { "train.epochs" = 5 }   # per-task overrides (after `set`, before the row's)
 //! [[rows]]
 //! name = "LoRA"
@@ -61,7 +63,8 @@ pub struct Profile {
     pub tasks: Vec<String>,
     /// Seeds per cell.
     pub seeds: Vec<u64>,
-    /// Dotted-key overrides of the base config.
+    /// Dotted-key overrides of the base config; `adapter.*` keys override the rows' adapters
+    /// (applied after the row's `adapter`, skipped for rows without one).
     #[serde(default)]
     pub set: BTreeMap<String, Value>,
     /// Per-task dotted-key overrides (a paper's per-task epochs and learning rates), applied
@@ -219,21 +222,26 @@ impl TableSpec {
                         continue;
                     }
                     let mut v = self.base.clone();
+                    if let Some(a) = &row.adapter {
+                        set_dotted(&mut v, "adapter", a.clone()).map_err(|e| spec_err(file, e))?;
+                    }
                     let sets = p
                         .set
                         .iter()
                         .chain(p.task_set.get(task).into_iter().flatten())
                         .chain(&row.set);
                     for (k, val) in sets {
+                        // `adapter.*` overrides (e.g. another backbone's module names) apply
+                        // to the rows that have an adapter; full fine-tuning has none.
+                        if row.adapter.is_none() && k.starts_with("adapter.") {
+                            continue;
+                        }
                         set_dotted(&mut v, k, val.clone()).map_err(|e| spec_err(file, e))?;
                     }
                     set_dotted(&mut v, "task.name", Value::String(task.clone()))
                         .map_err(|e| spec_err(file, e))?;
                     set_dotted(&mut v, "train.seed", Value::Integer(seed as i64))
                         .map_err(|e| spec_err(file, e))?;
-                    if let Some(a) = &row.adapter {
-                        set_dotted(&mut v, "adapter", a.clone()).map_err(|e| spec_err(file, e))?;
-                    }
                     let text = toml::to_string(&v).map_err(|e| spec_err(file, e))?;
                     let source = format!(
                         "{} (row {:?}, task {task}, seed {seed})",

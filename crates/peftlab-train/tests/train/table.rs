@@ -205,6 +205,32 @@ fn task_set_overrides_one_task_and_rows_still_win() {
     assert!(e.contains("task_set.sst2") && e.contains("x.toml"), "{e}");
 }
 
+/// `adapter.*` keys of a profile override every row's adapter (another backbone's module names)
+/// and leave the rest of the row's adapter and the full fine-tuning row alone.
+#[test]
+fn profile_adapter_keys_override_the_rows_adapter() {
+    let text = SPEC.replace(
+        "set = { \"task.train_limit\" = 10, \"train.epochs\" = 5 }",
+        "set = { \"task.train_limit\" = 10, \"adapter.target_modules\" = [\"c_attn\"] }",
+    );
+    let spec: TableSpec = toml::from_str(&text).unwrap();
+    let runs = spec
+        .plan(Path::new("x.toml"), "a", Path::new("/out"), None, None)
+        .unwrap();
+    for r in &runs {
+        let toml = r.config.to_toml();
+        if r.row == "Full" {
+            assert!(r.config.adapter.is_none(), "{toml}");
+        } else {
+            assert!(toml.contains("target_modules = [\"c_attn\"]"), "{toml}");
+            assert!(
+                toml.contains("method = \"lora\"") && toml.contains("r = 8"),
+                "{toml}"
+            );
+        }
+    }
+}
+
 #[test]
 fn shards_partition_the_plan() {
     let spec: TableSpec = toml::from_str(SPEC).unwrap();
