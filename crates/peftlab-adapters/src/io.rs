@@ -133,13 +133,13 @@ pub fn config_json(config: &AdapterConfig) -> Value {
 }
 
 /// Write `dir/adapter_config.json` and `dir/adapter_model.safetensors` for every adapter in
-/// `model`, as f32. The directory is created if needed.
+/// `model`, as f32. The directory is created if needed, only once everything to write is ready (a failed save
+/// leaves no directory behind; each file is written to a temporary name, then renamed).
 pub fn save_adapter<M: AdapterHost>(
     model: &M,
     config: &AdapterConfig,
     dir: &Path,
 ) -> Result<(), AdapterError> {
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut error = None;
     model.for_each_linear("", &mut |p, layer| {
@@ -216,6 +216,8 @@ pub fn save_adapter<M: AdapterHost>(
         cfg["block_sizes"] = Value::Object(sizes);
     }
     let config_text = serde_json::to_string_pretty(&cfg).map_err(|e| io_err(dir, e))?;
+    // created only now: a save that fails above leaves no directory behind
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
     write_atomic(&dir.join(CONFIG_FILE), config_text.as_bytes())
 }

@@ -160,8 +160,10 @@ fn unknown_config_keys_are_reported_not_fatal() {
     let report = load_adapter(&mut target, &dir).unwrap();
     assert_eq!(report.unknown_keys, vec!["shiny_new_option".to_string()]);
     fs::remove_dir_all(&dir).unwrap();
-    let err = save_adapter(&base, &cfg, &tmp("none")).unwrap_err();
+    let none = tmp("none");
+    let err = save_adapter(&base, &cfg, &none).unwrap_err();
     assert!(matches!(err, AdapterError::Config { .. }), "{err}");
+    assert!(!none.exists(), "a failed save leaves nothing behind");
 }
 
 /// PEFT's `rank_pattern` / `alpha_pattern`: `value` layers get r = 2 and α = 6 (scale 3), the
