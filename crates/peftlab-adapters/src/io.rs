@@ -133,8 +133,8 @@ pub fn config_json(config: &AdapterConfig) -> Value {
 }
 
 /// Write `dir/adapter_config.json` and `dir/adapter_model.safetensors` for every adapter in
-/// `model`, as f32. The directory is created if needed, only once everything to write is ready (a failed save
-/// leaves no directory behind; each file is written to a temporary name, then renamed).
+/// `model`, as f32. The directory is created if needed, once everything to write is ready (a
+/// failed save leaves no directory behind; each file goes to a temporary name, then is renamed).
 pub fn save_adapter<M: AdapterHost>(
     model: &M,
     config: &AdapterConfig,
