@@ -78,6 +78,18 @@ impl AdapterConfig {
         }
     }
 
+    /// Revision of this method's implementation, raised when a fix changes what training with
+    /// an unchanged config produces, so that run records of the old code are not mistaken for
+    /// runs of the current one (`peftlab-train` stores it in each record and retrains on a
+    /// mismatch). History: AdaLoRA 2 — the orthogonality regularizer divided by `M` matrices
+    /// instead of PEFT's `2M` tensors (twice PEFT's weight). Every other method: 1.
+    pub fn revision(&self) -> u32 {
+        match self {
+            AdapterConfig::Adalora(_) => 2,
+            _ => 1,
+        }
+    }
+
     /// A config from a partial description such as a TOML table: `method` plus any keys of that
     /// method's config (PEFT names); keys left out take the method's defaults (serde alone would
     /// demand every field). Unknown or mistyped keys are errors naming the key.

@@ -66,6 +66,16 @@ pub struct RunRecord {
     pub allocations: Vec<serde_json::Value>,
 }
 
+/// The revision of the implementation of `config`'s method
+/// ([`peftlab_adapters::AdapterConfig::revision`]; full fine-tuning: 1), stored in each record as
+/// `versions.method_revision`.
+pub fn method_revision(config: &crate::config::TrainConfig) -> u32 {
+    config
+        .adapter
+        .as_ref()
+        .map_or(1, peftlab_adapters::AdapterConfig::revision)
+}
+
 /// FNV-1a of a string, hex.
 pub fn hash_hex(s: &str) -> String {
     format!("{:016x}", peftlab_data::task::fnv1a(s))

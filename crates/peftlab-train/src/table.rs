@@ -275,14 +275,23 @@ pub fn done(run: &PlannedRun) -> bool {
 }
 
 /// Whether `dir` holds the record of a finished run of `config` (same config hash, same split
-/// version).
+/// version, same revision of the method's implementation — records written before revisions
+/// were stored count as revision 1).
 pub fn finished_in(dir: &Path, config: &TrainConfig) -> bool {
     let hash = crate::record::hash_hex(&config.to_toml());
     let splits = peftlab_data::loaders::SPLITS_VERSION.to_string();
+    let revision = crate::record::method_revision(config).to_string();
     std::fs::read_to_string(dir.join("record.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok())
-        .is_some_and(|r| r.config_hash == hash && r.versions.get("splits") == Some(&splits))
+        .is_some_and(|r| {
+            r.config_hash == hash
+                && r.versions.get("splits") == Some(&splits)
+                && r.versions
+                    .get("method_revision")
+                    .map_or("1", String::as_str)
+                    == revision
+        })
 }
 
 /// A finished run of the same config in another table of the same profile under the results

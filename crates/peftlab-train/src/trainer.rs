@@ -670,6 +670,10 @@ impl Trainer {
                     "splits".to_string(),
                     peftlab_data::loaders::SPLITS_VERSION.to_string(),
                 ),
+                (
+                    "method_revision".to_string(),
+                    crate::record::method_revision(&c).to_string(),
+                ),
             ]),
             backend: format!("{:?}", self.device.clone().inner()),
             seed: c.train.seed,

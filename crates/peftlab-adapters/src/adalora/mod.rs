@@ -14,7 +14,9 @@
 //! Budget (total rank): `b(t) = b₀` for `t < t_i`;
 //! `b_T + (b₀ − b_T)(1 − (t − t_i)/(T − t_i − t_f))³` for `t_i ≤ t < T − t_f`; `b_T` after
 //! (peft's form). Every `ΔT` steps the `b₀ − b(t)` lowest-scoring triplets get `λ = 0`; masked
-//! triplets keep training and can come back. Regularizer: `γ · mean(‖PᵀP − I‖ + ‖QQᵀ − I‖)`.
+//! triplets keep training and can come back. Regularizer:
+//! `γ · Σ_k (‖P_kᵀP_k − I‖ + ‖Q_kQ_kᵀ − I‖) / (2M)` over the `M` adapted matrices (PEFT's
+//! normalization: one term per `lora_A` and per `lora_B`).
 //!
 //! Reproduce: baseline rows of `cargo xtask reproduce triadaptlora`.
 
@@ -352,7 +354,8 @@ impl AdaLoraAllocator {
         }))
     }
 
-    /// `γ · mean_k (‖Q Qᵀ − I‖ + ‖Pᵀ P − I‖)` over all AdaLoRA matrices, to add to the loss.
+    /// `γ · Σ_k (‖Q_k Q_kᵀ − I‖_F + ‖P_kᵀ P_k − I‖_F) / (2M)` over the `M` AdaLoRA matrices, to
+    /// add to the loss: PEFT's normalization, where each `lora_A` and each `lora_B` is one term.
     pub fn regularizer<M: AdapterHost>(
         &self,
         model: &M,
@@ -364,6 +367,6 @@ impl AdaLoraAllocator {
             ),
             _ => None,
         })?;
-        Ok(sum.map(|(t, n)| t * (self.config.orth_reg_weight / n as f64)))
+        Ok(sum.map(|(t, n)| t * (self.config.orth_reg_weight / (2.0 * n as f64))))
     }
 }

@@ -152,3 +152,57 @@ fn importance_scores_follow_the_formulas() {
         assert!(*w > 0.0);
     }
 }
+
+/// The orthogonality regularizer is normalized as PEFT's `AdaLoraModel.forward`: each `lora_A`
+/// and each `lora_B` is one term, `γ · Σ_k (‖Q_k Q_kᵀ − I‖_F + ‖P_kᵀ P_k − I‖_F) / (2M)` over the
+/// `M` adapted matrices. Reference in f64 from the tensors' values; f32 sums of 8×4 products,
+/// relative tolerance 1e-5. Dividing by `M` (one term per matrix) gives twice the value.
+#[test]
+fn regularizer_is_normalized_like_peft() {
+    let dev = device();
+    let c = AdaLoraConfig::new(ModuleSelector::list(&SIX))
+        .with_init_r(4)
+        .with_target_r(2)
+        .with_orth_reg_weight(0.3);
+    let mut m = TinyEncoder::new(1, 8, 8, &dev);
+    attach(&mut m, &AdapterConfig::Adalora(c.clone()), 3).unwrap();
+    let alloc = AdaLoraAllocator::new(&m, &c, 10).unwrap();
+    let got = values(&alloc.regularizer(&m).unwrap().unwrap())[0];
+    // ‖X Xᵀ − I‖_F of a row-major [rows, cols] matrix (transpose = use the columns)
+    let gram_dist = |v: &[f64], rows: usize, cols: usize, of_rows: bool| {
+        let (n, len) = if of_rows { (rows, cols) } else { (cols, rows) };
+        let at = |i: usize, k: usize| {
+            if of_rows {
+                v[i * cols + k]
+            } else {
+                v[k * cols + i]
+            }
+        };
+        let mut s = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                let dot: f64 = (0..len).map(|k| at(i, k) * at(j, k)).sum();
+                let d = dot - if i == j { 1.0 } else { 0.0 };
+                s += d * d;
+            }
+        }
+        s.sqrt()
+    };
+    let (mut sum, mut matrices) = (0.0, 0usize);
+    m.for_each_linear("", &mut |_, l| {
+        let Some(Adapter::AdaLora(a)) = &l.adapter else {
+            return;
+        };
+        let [r, d_in] = a.lora_a.val().dims();
+        let [d_out, _] = a.lora_b.val().dims();
+        sum += gram_dist(&values(&a.lora_a.val()), r, d_in, true);
+        sum += gram_dist(&values(&a.lora_b.val()), d_out, r, false);
+        matrices += 1;
+    });
+    assert_eq!(matrices, 6);
+    let want = 0.3 * sum / (2.0 * matrices as f64);
+    assert!(
+        (got - want).abs() <= 1e-5 * want,
+        "regularizer {got}, PEFT's normalization gives {want}"
+    );
+}

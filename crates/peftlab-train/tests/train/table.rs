@@ -100,6 +100,67 @@ fn identical_runs_are_found_in_other_tables() {
     assert_eq!(table::finished_elsewhere(&results, "cpu", &other), None);
 }
 
+/// A record counts as a finished run of a config only if it was written by the current
+/// revision of the method's implementation: a LoRA record without `method_revision` (older
+/// records) is revision 1 and finished; the same record made over into an AdaLoRA run (revision
+/// 2, after the regularizer fix) is finished only once it states revision 2.
+#[test]
+fn records_of_an_older_method_revision_are_not_finished() {
+    let results = root().join("docs/results");
+    let file = root().join("experiments/triadaptlora/nlu.toml");
+    let spec = TableSpec::from_file(&file).unwrap();
+    let runs = spec
+        .plan(
+            &file,
+            "cpu",
+            Path::new("/tmp/x"),
+            Some(&["mr2".to_string()]),
+            Some(&[0]),
+        )
+        .unwrap();
+    let lora = runs.iter().find(|r| r.row == "LoRA r=8").unwrap();
+    let ada = runs.iter().find(|r| r.row.starts_with("AdaLoRA")).unwrap();
+    let text =
+        std::fs::read_to_string(results.join("mtlora/nlu/cpu/runs/lora__mr2__s0/record.json"))
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("peftlab-revision-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |v: &serde_json::Value| {
+        std::fs::write(dir.join("record.json"), v.to_string()).unwrap();
+    };
+    let mut rec: serde_json::Value = serde_json::from_str(&text).unwrap();
+    rec["versions"]
+        .as_object_mut()
+        .unwrap()
+        .remove("method_revision");
+    write(&rec);
+    assert!(table::finished_in(&dir, &lora.config), "no revision = 1");
+    rec["versions"]["method_revision"] = "2".into();
+    write(&rec);
+    assert!(
+        !table::finished_in(&dir, &lora.config),
+        "LoRA is at revision 1"
+    );
+    let ada_toml = ada.config.to_toml();
+    rec["config"] = ada_toml.clone().into();
+    rec["config_hash"] = peftlab_train::record::hash_hex(&ada_toml).into();
+    write(&rec);
+    assert!(
+        table::finished_in(&dir, &ada.config),
+        "AdaLoRA at revision 2"
+    );
+    rec["versions"]
+        .as_object_mut()
+        .unwrap()
+        .remove("method_revision");
+    write(&rec);
+    assert!(
+        !table::finished_in(&dir, &ada.config),
+        "an AdaLoRA record of revision 1"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 const SPEC: &str = r#"
 title = "t"
 source = "s"
