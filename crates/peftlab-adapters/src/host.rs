@@ -159,12 +159,32 @@ impl AdapterConfig {
         serde_json::from_value(full).map_err(|e| bad("", e.to_string()))
     }
 
-    /// PEFT's `modules_to_save` (LoRA only for now; empty for the other methods).
+    /// PEFT's `modules_to_save`: linear layers trained in full and saved with the adapter.
     pub fn modules_to_save(&self) -> &[String] {
-        match self {
-            AdapterConfig::Lora(c) => c.modules_to_save.as_deref().unwrap_or(&[]),
-            _ => &[],
+        let m = match self {
+            AdapterConfig::Lora(c) => &c.modules_to_save,
+            AdapterConfig::Mtlora(c) => &c.modules_to_save,
+            AdapterConfig::Svda(c) => &c.modules_to_save,
+            AdapterConfig::Loratrf(c) => &c.modules_to_save,
+            AdapterConfig::Triadaptlora(c) => &c.modules_to_save,
+            AdapterConfig::Adalora(c) => &c.modules_to_save,
+        };
+        m.as_deref().unwrap_or(&[])
+    }
+
+    /// This config with `modules_to_save` replaced (`None` when `modules` is empty).
+    pub fn with_modules_to_save(&self, modules: &[String]) -> Self {
+        let m = (!modules.is_empty()).then(|| modules.to_vec());
+        let mut c = self.clone();
+        match &mut c {
+            AdapterConfig::Lora(c) => c.modules_to_save = m,
+            AdapterConfig::Mtlora(c) => c.modules_to_save = m,
+            AdapterConfig::Svda(c) => c.modules_to_save = m,
+            AdapterConfig::Loratrf(c) => c.modules_to_save = m,
+            AdapterConfig::Triadaptlora(c) => c.modules_to_save = m,
+            AdapterConfig::Adalora(c) => c.modules_to_save = m,
         }
+        c
     }
 
     /// Whether the method's update can be folded into the base weight.

@@ -85,6 +85,7 @@ pub fn config_json(config: &AdapterConfig) -> Value {
         }),
         AdapterConfig::Adalora(c) => json!({
             "peft_type": "ADALORA",
+            "modules_to_save": config.modules_to_save(),
             "target_modules": targets(&c.target_modules),
             "exclude_modules": c.exclude_modules.as_ref().map(targets),
             "config": serde_json::to_value(c).unwrap_or(Value::Null),
@@ -92,6 +93,7 @@ pub fn config_json(config: &AdapterConfig) -> Value {
         }),
         AdapterConfig::Triadaptlora(c) => json!({
             "peft_type": "TRIADAPTLORA",
+            "modules_to_save": config.modules_to_save(),
             "target_modules": targets(&c.target_modules),
             "exclude_modules": c.exclude_modules.as_ref().map(targets),
             "config": serde_json::to_value(c).unwrap_or(Value::Null),
@@ -99,6 +101,7 @@ pub fn config_json(config: &AdapterConfig) -> Value {
         }),
         AdapterConfig::Loratrf(c) => json!({
             "peft_type": "LORATRF",
+            "modules_to_save": config.modules_to_save(),
             "r": c.r,
             "lora_alpha": c.lora_alpha,
             "lora_dropout": c.lora_dropout,
@@ -110,6 +113,7 @@ pub fn config_json(config: &AdapterConfig) -> Value {
         }),
         AdapterConfig::Svda(c) => json!({
             "peft_type": "SVDA",
+            "modules_to_save": config.modules_to_save(),
             "r": c.r,
             "option": c.option,
             "target_modules": targets(&c.target_modules),
@@ -118,6 +122,7 @@ pub fn config_json(config: &AdapterConfig) -> Value {
         }),
         AdapterConfig::Mtlora(c) => json!({
             "peft_type": "MTLORA",
+            "modules_to_save": config.modules_to_save(),
             "r": c.r,
             "structure": c.structure.name(),
             "lora_alpha": c.lora_alpha,
@@ -274,6 +279,7 @@ const LORA_KEYS: &[&str] = &[
 ];
 const ADALORA_KEYS: &[&str] = &[
     "peft_type",
+    "modules_to_save",
     "target_modules",
     "exclude_modules",
     "config",
@@ -281,6 +287,7 @@ const ADALORA_KEYS: &[&str] = &[
 ];
 const TRIADAPT_KEYS: &[&str] = &[
     "peft_type",
+    "modules_to_save",
     "target_modules",
     "exclude_modules",
     "config",
@@ -289,6 +296,7 @@ const TRIADAPT_KEYS: &[&str] = &[
 ];
 const LORATRF_KEYS: &[&str] = &[
     "peft_type",
+    "modules_to_save",
     "r",
     "lora_alpha",
     "lora_dropout",
@@ -300,6 +308,7 @@ const LORATRF_KEYS: &[&str] = &[
 ];
 const SVDA_KEYS: &[&str] = &[
     "peft_type",
+    "modules_to_save",
     "r",
     "option",
     "target_modules",
@@ -308,6 +317,7 @@ const SVDA_KEYS: &[&str] = &[
 ];
 const MTLORA_KEYS: &[&str] = &[
     "peft_type",
+    "modules_to_save",
     "r",
     "structure",
     "lora_alpha",
@@ -408,12 +418,6 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
                         .transpose()
                         .map_err(|e| key_err("alpha_pattern", e.to_string()))?,
                 )
-                .with_modules_to_save(
-                    get("modules_to_save")
-                        .map(|v| serde_json::from_value(v.clone()))
-                        .transpose()
-                        .map_err(|e| key_err("modules_to_save", e.to_string()))?,
-                )
                 .with_exclude_modules(exclude);
             (AdapterConfig::Lora(c), LORA_KEYS)
         }
@@ -503,6 +507,13 @@ pub fn parse_config(v: &Value, file: &Path) -> Result<(AdapterConfig, Vec<String
             ));
         }
     };
+    // `modules_to_save` is a top-level key for every method (PEFT's place for it)
+    let heads: Vec<String> = get("modules_to_save")
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| key_err("modules_to_save", e.to_string()))?
+        .unwrap_or_default();
+    let config = config.with_modules_to_save(&heads);
     // Keys this version does not know are harmless while they hold their "off" value (newer PEFT
     // versions add a null/false field per feature); with any other value they are reported.
     let is_off = |v: &Value| match v {

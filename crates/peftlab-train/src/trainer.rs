@@ -694,6 +694,12 @@ impl Trainer {
             allocations: st.allocations,
         };
         if let Some(d) = out_dir {
+            // the adapter of the best evaluation, with the trained heads (PEFT's
+            // `modules_to_save`), before the record that marks the run finished
+            if let Some(a) = &c.adapter {
+                let to_save = a.with_modules_to_save(&self.heads);
+                peftlab_adapters::save_adapter(&self.model, &to_save, &d.join("adapter"))?;
+            }
             let bytes = serde_json::to_vec_pretty(&record).map_err(other)?;
             crate::record::write_atomic(&d.join("record.json"), &bytes)?;
         }
@@ -707,7 +713,9 @@ impl Trainer {
 /// How to run: where to write, whether to resume, and test hooks.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Output directory (`log.jsonl`, `record.json`, `checkpoint/`).
+    /// Output directory (`log.jsonl`, `record.json`, `checkpoint/`, and `adapter/`: the adapter
+    /// of the best evaluation with the trained heads, in the format `peftlab predict --adapter`
+    /// and PEFT read; full fine-tuning writes none).
     pub out_dir: Option<std::path::PathBuf>,
     /// Continue from `out_dir/checkpoint` when there is one (same config only).
     pub resume: bool,

@@ -93,7 +93,9 @@ enum Command {
     /// classification/regression metrics (`--pred` + `--label`); one item per line.
     Evaluate(Box<EvaluateArgs>),
     /// Train a model with an adapter (or in full) from a TOML config
-    /// (`experiments/example.toml` documents every key); writes `log.jsonl` and `record.json`.
+    /// (`experiments/example.toml` documents every key); writes `log.jsonl`, `record.json` and
+    /// `adapter/` (the adapter of the best evaluation with the trained head, for `predict
+    /// --adapter` or PEFT).
     Train {
         /// The run's config.
         #[arg(long)]

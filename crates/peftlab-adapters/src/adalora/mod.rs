@@ -69,6 +69,10 @@ pub struct AdaLoraConfig {
     /// Layers to skip even if targeted.
     #[config(default = "None")]
     pub exclude_modules: Option<ModuleSelector>,
+    /// Linear layers trained in full and saved with the adapter (e.g. a classification head),
+    /// PEFT's `modules_to_save`: names or dotted suffixes.
+    #[config(default = "None")]
+    pub modules_to_save: Option<Vec<String>>,
 }
 
 /// One AdaLoRA adapter.

@@ -55,6 +55,10 @@ pub struct LoraTrfConfig {
     /// Layers to skip even if targeted.
     #[config(default = "None")]
     pub exclude_modules: Option<ModuleSelector>,
+    /// Linear layers trained in full and saved with the adapter (e.g. a classification head),
+    /// PEFT's `modules_to_save`: names or dotted suffixes.
+    #[config(default = "None")]
+    pub modules_to_save: Option<Vec<String>>,
 }
 
 /// LoRA branch plus task-aware filter on one linear layer.

@@ -53,6 +53,10 @@ pub struct MtLoraConfig {
     /// the released GPT-2 code. Other layers get their own `r × r` T.
     #[config(default = "None")]
     pub fused_qkv_modules: Option<Vec<String>>,
+    /// Linear layers trained in full and saved with the adapter (e.g. a classification head),
+    /// PEFT's `modules_to_save`: names or dotted suffixes.
+    #[config(default = "None")]
+    pub modules_to_save: Option<Vec<String>>,
 }
 
 impl MtLoraConfig {

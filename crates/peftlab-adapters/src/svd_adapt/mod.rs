@@ -52,6 +52,10 @@ pub struct SvdAdaptConfig {
     /// Layers to skip even if targeted.
     #[config(default = "None")]
     pub exclude_modules: Option<ModuleSelector>,
+    /// Linear layers trained in full and saved with the adapter (e.g. a classification head),
+    /// PEFT's `modules_to_save`: names or dotted suffixes.
+    #[config(default = "None")]
+    pub modules_to_save: Option<Vec<String>>,
 }
 
 /// SVD adaptation on one linear layer. Vectors are held as `[1, n]` rows.

@@ -127,6 +127,32 @@ fn base_weight(m: &Model, path: &str) -> Vec<f32> {
     out
 }
 
+/// The run's `out/adapter` (written with the record) attached to a freshly loaded base model
+/// whose head has a different random init: the adapter tensors and the trained head equal the
+/// returned model's exactly (saved as f32, trained in f32).
+fn assert_saved_adapter_reloads(out: &Path, config: &TrainConfig, trained: &Model) {
+    let opts = peftlab_models::zoo::LoadOptions {
+        num_labels: Some(3),
+        seed: config.train.seed + 1000,
+        mean_pooling: config.model.mean_pooling,
+    };
+    let dev = burn::tensor::Device::default();
+    let mut fresh = peftlab_models::zoo::load(&fixture_model(), &opts, &dev)
+        .unwrap()
+        .model;
+    assert_ne!(
+        base_weight(&fresh, "classifier"),
+        base_weight(trained, "classifier")
+    );
+    let report = peftlab_adapters::load_adapter(&mut fresh, &out.join("adapter")).unwrap();
+    assert_eq!(report.config.modules_to_save(), ["classifier".to_string()]);
+    assert_eq!(adapter_weights(&fresh), adapter_weights(trained));
+    assert_eq!(
+        base_weight(&fresh, "classifier"),
+        base_weight(trained, "classifier")
+    );
+}
+
 #[test]
 fn same_seed_same_run_and_only_the_adapter_and_head_train() {
     let glue = glue_dir("det", 48, 12);
@@ -215,6 +241,7 @@ fn base_stays_frozen_while_adapter_and_head_move() {
     // the stored config parses back to the same run
     let again = TrainConfig::from_toml(&rec.config, "record").unwrap();
     assert_eq!(again.to_toml(), rec.config);
+    assert_saved_adapter_reloads(&out, &again, m);
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::remove_dir_all(&glue).unwrap();
 }
@@ -223,8 +250,13 @@ fn base_stays_frozen_while_adapter_and_head_move() {
 fn triadaptlora_grows_rank_and_new_parameters_train() {
     let glue = glue_dir("tri", 32, 6);
     let cfg = config(&glue, TRI, "epochs = 2\n");
-    let t = Trainer::new(cfg).unwrap();
-    let rec = t.run(None, &mut |_| {}).unwrap().record;
+    let t = Trainer::new(cfg.clone()).unwrap();
+    let out = std::env::temp_dir().join(format!("peftlab-train-tri-out-{}", std::process::id()));
+    let done = t.run(Some(&out), &mut |_| {}).unwrap();
+    // the grown strips and the head of the best evaluation reload from `out/adapter`
+    assert_saved_adapter_reloads(&out, &cfg, &done.model);
+    std::fs::remove_dir_all(&out).unwrap();
+    let rec = done.record;
     assert!(!rec.allocations.is_empty(), "the loop drove the allocator");
     let (before, after) = rec.trainable_params;
     assert!(
