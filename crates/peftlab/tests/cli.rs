@@ -437,3 +437,75 @@ fn evaluate_runs_a_model_over_a_task_split() {
         );
     }
 }
+
+/// `peftlab train` on the GLUE fixture: it writes the record, the log and `adapter/` (the
+/// adapter with the trained head), and `predict --adapter` on that directory gives the logits of
+/// the library's model with the same adapter loaded — not the untrained head's.
+#[test]
+fn train_writes_an_adapter_that_predict_uses() {
+    let glue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../peftlab-data/tests/fixtures/glue");
+    let m = fixture("tiny_bert");
+    let dir = std::env::temp_dir().join(format!("peftlab-cli-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = {:?}\n[task]\nname = \"glue-mnli\"\nglue_dir = {:?}\n\
+             max_length = 16\ntest_split = \"\"\n[adapter]\nmethod = \"mtlora\"\n\
+             structure = \"Shim\"\nr = 2\ntarget_modules = [\"query\", \"value\"]\n\
+             [optim]\nlr = 0.05\n[train]\nepochs = 2\nbatch_size = 8\n",
+            m.display(),
+            glue.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let (code, _, err) = peftlab(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("record.json").exists() && out.join("log.jsonl").exists());
+    let adapter = out.join("adapter");
+    let predict = |adapter: Option<&Path>| -> Vec<f64> {
+        let mut args = vec!["predict", "--model", m.to_str().unwrap()];
+        if let Some(a) = adapter {
+            args.extend(["--adapter", a.to_str().unwrap()]);
+        }
+        args.extend(["--text", "w5 w6 w7", "--text-pair", "w9"]);
+        json(&args)["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let trained = predict(Some(&adapter));
+    let dev = Device::default();
+    let mut model = BertForSequenceClassification::from_dir(&m, 3, 0, &dev).unwrap();
+    let report = load_adapter(&mut model, &adapter).unwrap();
+    assert_eq!(report.config.method(), "mtlora");
+    assert_eq!(report.config.modules_to_save(), ["classifier".to_string()]);
+    let row = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 7]), &dev);
+    let want = model
+        .forward_typed(
+            row(vec![1, 5, 6, 7, 2, 9, 2]),
+            Some(row(vec![0, 0, 0, 0, 0, 1, 1])),
+            Tensor::ones([1, 7], &dev),
+        )
+        .try_to_vec_as::<f64>()
+        .unwrap();
+    for (g, w) in trained.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-15 * w.abs().max(1.0),
+            "{trained:?} vs {want:?}"
+        );
+    }
+    assert_ne!(trained, predict(None), "the saved head is the trained one");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
