@@ -539,10 +539,47 @@ pub fn load_adapter<M: Module + AdapterHost>(
     model: &mut M,
     dir: &Path,
 ) -> Result<LoadReport, AdapterError> {
+    load(model, dir, true)
+}
+
+/// [`load_adapter`] without the saved `modules_to_save` layers: the adapter starts another task
+/// whose head differs (MRPC from the MNLI adapter). The heads' tensors in the file are skipped,
+/// the model's own heads are left as they are, and the reported config has no
+/// `modules_to_save`.
+pub fn load_adapter_without_heads<M: Module + AdapterHost>(
+    model: &mut M,
+    dir: &Path,
+) -> Result<LoadReport, AdapterError> {
+    load(model, dir, false)
+}
+
+fn load<M: Module + AdapterHost>(
+    model: &mut M,
+    dir: &Path,
+    with_heads: bool,
+) -> Result<LoadReport, AdapterError> {
     let cfg_path = dir.join(CONFIG_FILE);
     let text = fs::read_to_string(&cfg_path).map_err(|e| io_err(&cfg_path, e))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| io_err(&cfg_path, e))?;
     let (config, unknown_keys) = parse_config(&value, &cfg_path)?;
+    let saved_heads = config.modules_to_save().to_vec();
+    let config = if with_heads {
+        config
+    } else {
+        config.with_modules_to_save(&[])
+    };
+    // a tensor of a saved head that is deliberately not loaded
+    let skipped_head = |key: &str| {
+        !with_heads
+            && key
+                .strip_prefix(KEY_PREFIX)
+                .and_then(|k| k.rsplit_once('.'))
+                .is_some_and(|(p, _)| {
+                    saved_heads
+                        .iter()
+                        .any(|h| crate::target::suffix_match(p, h))
+                })
+    };
     let w_path = dir.join(WEIGHTS_FILE);
     let bytes = fs::read(&w_path).map_err(|e| io_err(&w_path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| io_err(&w_path, e))?;
@@ -616,7 +653,11 @@ pub fn load_adapter<M: Module + AdapterHost>(
     if let Some(e) = error {
         return Err(e);
     }
-    if let Some(extra) = st.names().into_iter().find(|n| !used.contains(*n)) {
+    if let Some(extra) = st
+        .names()
+        .into_iter()
+        .find(|n| !used.contains(*n) && !skipped_head(n))
+    {
         return Err(AdapterError::File {
             path: w_path,
             reason: format!("tensor {extra:?} belongs to no adapted module of this model"),

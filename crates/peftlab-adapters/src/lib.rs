@@ -63,5 +63,5 @@ pub use host::{
     AdapterConfig, AdapterHost, AttachReport, ParamReport, attach, child_path, merge_all,
     module_seed, param_report, set_adapters_enabled, sum_over_adapters, unmerge_all,
 };
-pub use io::{LoadReport, load_adapter, save_adapter};
+pub use io::{LoadReport, load_adapter, load_adapter_without_heads, save_adapter};
 pub use linear::{AdaptedLinear, Adapter, NamedParam};

@@ -226,6 +226,13 @@ pub struct LoopConfig {
     /// Write a checkpoint every N optimizer steps (0 = at epoch ends only).
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// Start the adapter from a saved one (a run's `adapter/` directory) instead of its init:
+    /// the recipe of MRPC, RTE and STS-B starting from the MNLI adapter. The saved adapter's
+    /// config must equal `[adapter]` (its trained heads are not loaded: the new task has its own
+    /// head). In table specs, `{run:TASK}` stands for the directory of the same row and seed on
+    /// `TASK`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_adapter: Option<String>,
 }
 
 fn d_epochs() -> usize {
@@ -294,6 +301,12 @@ impl TrainConfig {
             return Err(bad(
                 "optim.label_smoothing",
                 format!("must be in [0, 1), got {}", o.label_smoothing),
+            ));
+        }
+        if self.train.init_adapter.is_some() && self.adapter.is_none() {
+            return Err(bad(
+                "train.init_adapter",
+                "starts an adapter, but the config has no [adapter] (full fine-tuning)".into(),
             ));
         }
         if o.grad_accum == 0 {

@@ -17,6 +17,8 @@
 //! # `adapter.*` keys override every row's adapter (rows without one, full FT, ignore them):
 //! # set = { "adapter.target_modules" = ["c_attn"] }   # another backbone's module names
 //! task_set.trec = { "train.epochs" = 5 }   # per-task overrides (after `set`, before the row's)
+//! # `{run:TASK}` in a string: the run directory of the same row and seed on an earlier task
+//! # task_set.glue-mrpc = { "train.init_adapter" = "{run:glue-mnli}/adapter" }
 //! [[rows]]
 //! name = "LoRA"
 //! adapter = { method = "lora", r = 8, target_modules = ["query"] }   # absent = full FT
@@ -146,6 +148,50 @@ fn set_dotted(root: &mut Value, dotted: &str, v: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the run of (`row`, `task`, `seed`) of a table whose output is `out` lives.
+fn run_dir(out: &Path, row: &str, task: &str, seed: u64) -> PathBuf {
+    out.join("runs")
+        .join(format!("{}__{}__s{seed}", slug(row), slug(task)))
+}
+
+/// `{run:TASK}` in a string value → the directory of the run of the same row and seed on
+/// `TASK`, which must be an earlier task of the profile (so it is planned, and trained, first).
+fn expand_run_refs(
+    val: &Value,
+    out: &Path,
+    row: &str,
+    task: &str,
+    seed: u64,
+    tasks: &[String],
+) -> Result<Value, String> {
+    let Some(text) = val.as_str() else {
+        return Ok(val.clone());
+    };
+    let mut result = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{run:") {
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("unterminated {{run:…}} in {text:?}"))?;
+        let other = &rest[start + 5..start + end];
+        let (at, here) = (
+            tasks.iter().position(|t| t == other),
+            tasks.iter().position(|t| t == task),
+        );
+        if !matches!((at, here), (Some(a), Some(h)) if a < h) {
+            return Err(format!(
+                "{{run:{other}}} must name a task listed before {task} in the profile ({tasks:?})"
+            ));
+        }
+        let dir = run_dir(out, row, other, seed);
+        result.push_str(&rest[..start]);
+        result.push_str(&dir.to_string_lossy());
+        rest = &rest[start + end + 1..];
+    }
+    result.push_str(rest);
+    Ok(Value::String(result))
+}
+
 /// A file-system-safe name.
 pub fn slug(s: &str) -> String {
     s.chars()
@@ -231,12 +277,17 @@ impl TableSpec {
                         .chain(p.task_set.get(task).into_iter().flatten())
                         .chain(&row.set);
                     for (k, val) in sets {
-                        // `adapter.*` overrides (e.g. another backbone's module names) apply
-                        // to the rows that have an adapter; full fine-tuning has none.
-                        if row.adapter.is_none() && k.starts_with("adapter.") {
+                        // `adapter.*` overrides (e.g. another backbone's module names) and a
+                        // starting adapter apply to the rows that have an adapter; full
+                        // fine-tuning has none.
+                        if row.adapter.is_none()
+                            && (k.starts_with("adapter.") || k == "train.init_adapter")
+                        {
                             continue;
                         }
-                        set_dotted(&mut v, k, val.clone()).map_err(|e| spec_err(file, e))?;
+                        let val = expand_run_refs(val, out, &row.name, task, seed, &p.tasks)
+                            .map_err(|e| spec_err(file, format!("{k}: {e}")))?;
+                        set_dotted(&mut v, k, val).map_err(|e| spec_err(file, e))?;
                     }
                     set_dotted(&mut v, "task.name", Value::String(task.clone()))
                         .map_err(|e| spec_err(file, e))?;
@@ -249,11 +300,7 @@ impl TableSpec {
                         row.name
                     );
                     let config = TrainConfig::from_toml(&text, &source)?;
-                    let dir = out.join("runs").join(format!(
-                        "{}__{}__s{seed}",
-                        slug(&row.name),
-                        slug(task)
-                    ));
+                    let dir = run_dir(out, &row.name, task, seed);
                     runs.push(PlannedRun {
                         row: row.name.clone(),
                         task: task.clone(),

@@ -235,7 +235,12 @@ impl Trainer {
             }
         });
         if let Some(a) = &c.adapter {
-            attach(&mut model, a, c.train.seed)?;
+            match &c.train.init_adapter {
+                None => {
+                    attach(&mut model, a, c.train.seed)?;
+                }
+                Some(dir) => start_from_saved(&mut model, a, Path::new(dir))?,
+            }
             let mut found = vec![false; heads.len()];
             model.for_each_linear_mut("", &mut |p, l| {
                 for (i, h) in heads.iter().enumerate() {
@@ -708,6 +713,29 @@ impl Trainer {
             model: self.model,
         })
     }
+}
+
+/// Attach the adapter saved in `dir` (without its heads) as the run's starting point; its
+/// config must equal the run's `[adapter]` apart from `modules_to_save`.
+fn start_from_saved(
+    model: &mut Model,
+    adapter: &AdapterConfig,
+    dir: &Path,
+) -> Result<(), TrainError> {
+    let report = peftlab_adapters::load_adapter_without_heads(model, dir)?;
+    let plain =
+        |c: &AdapterConfig| serde_json::to_value(c.with_modules_to_save(&[])).map_err(other);
+    let (saved, wanted) = (plain(&report.config)?, plain(adapter)?);
+    if saved != wanted {
+        return Err(TrainError::Config {
+            file: "train.init_adapter".into(),
+            reason: format!(
+                "{} holds another adapter than [adapter]: {saved} vs {wanted}",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// How to run: where to write, whether to resume, and test hooks.

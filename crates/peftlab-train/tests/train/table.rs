@@ -161,6 +161,46 @@ fn records_of_an_older_method_revision_are_not_finished() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The MTLoRA NLU `paper` profile starts MRPC, RTE and STS-B from the MNLI adapter of the same
+/// row and seed (`{run:glue-mnli}`); the other tasks start fresh. A reference to a task that is
+/// not listed before the referring one is an error naming the key.
+#[test]
+fn run_references_point_at_the_earlier_task_of_the_same_row_and_seed() {
+    let file = root().join("experiments/mtlora/nlu.toml");
+    let spec = TableSpec::from_file(&file).unwrap();
+    let out = Path::new("/res/mtlora/nlu/paper");
+    let runs = spec.plan(&file, "paper", out, None, None).unwrap();
+    let mut n = 0;
+    for r in &runs {
+        let want = ["glue-mrpc", "glue-rte", "glue-stsb"]
+            .contains(&r.task.as_str())
+            .then(|| {
+                out.join("runs")
+                    .join(format!("{}__glue-mnli__s{}", table::slug(&r.row), r.seed))
+                    .join("adapter")
+                    .to_string_lossy()
+                    .to_string()
+            });
+        n += usize::from(want.is_some());
+        assert_eq!(r.config.train.init_adapter, want, "{} {}", r.row, r.task);
+    }
+    assert_eq!(n, 5 * 3 * 5, "rows × tasks × seeds");
+    let bad = SPEC.replace(
+        "set = { \"task.train_limit\" = 10, \"train.epochs\" = 5 }",
+        "set = { \"task.train_limit\" = 10 }\n\
+         task_set.mr2 = { \"train.init_adapter\" = \"{run:trec}/adapter\" }",
+    );
+    let spec: TableSpec = toml::from_str(&bad).unwrap();
+    let e = spec
+        .plan(Path::new("x.toml"), "a", Path::new("/out"), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("x.toml") && e.contains("train.init_adapter") && e.contains("before mr2"),
+        "{e}"
+    );
+}
+
 const SPEC: &str = r#"
 title = "t"
 source = "s"

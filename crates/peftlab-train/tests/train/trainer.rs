@@ -246,6 +246,47 @@ fn base_stays_frozen_while_adapter_and_head_move() {
     std::fs::remove_dir_all(&glue).unwrap();
 }
 
+/// `train.init_adapter`: a run starts from another run's saved adapter (its tensors exactly),
+/// with its own head (not the saved one); a saved adapter of another config is an error naming
+/// the key and the directory.
+#[test]
+fn a_run_starts_from_a_saved_adapter() {
+    let glue = glue_dir("init", 24, 6);
+    let first = config(&glue, LORA, "epochs = 1\n");
+    let out = std::env::temp_dir().join(format!("peftlab-train-init-out-{}", std::process::id()));
+    let done = Trainer::new(first)
+        .unwrap()
+        .run(Some(&out), &mut |_| {})
+        .unwrap();
+    let adapter = out.join("adapter");
+    let init = format!("epochs = 1\ninit_adapter = {:?}\n", adapter.display());
+    let second = Trainer::new(config(&glue, LORA, &init)).unwrap();
+    assert_eq!(adapter_weights(&second.model), adapter_weights(&done.model));
+    let fresh = Trainer::new(config(&glue, LORA, "epochs = 1\n")).unwrap();
+    assert_ne!(adapter_weights(&fresh.model), adapter_weights(&done.model));
+    assert_eq!(
+        base_weight(&second.model, "classifier"),
+        base_weight(&fresh.model, "classifier"),
+        "the head is the new run's own init…"
+    );
+    assert_ne!(
+        base_weight(&second.model, "classifier"),
+        base_weight(&done.model, "classifier"),
+        "…not the saved (trained) head"
+    );
+    let other = config(&glue, &LORA.replace("r = 4", "r = 2"), &init);
+    let e = Trainer::new(other)
+        .err()
+        .expect("another config")
+        .to_string();
+    assert!(
+        e.contains("train.init_adapter") && e.contains(&adapter.display().to_string()),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
 #[test]
 fn triadaptlora_grows_rank_and_new_parameters_train() {
     let glue = glue_dir("tri", 32, 6);
