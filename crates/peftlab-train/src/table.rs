@@ -519,6 +519,7 @@ pub fn markdown(spec: &TableSpec, profile: &str, cells: &[Cell]) -> String {
         }
         s += "\n";
     }
+    s += &paired_section(spec, cells, &tasks);
     let _ = write!(s, "\nPaper values: {}\n", spec.source);
     if !p.note.is_empty() {
         let _ = write!(s, "\nProfile: {}\n", p.note);
@@ -527,6 +528,59 @@ pub fn markdown(spec: &TableSpec, profile: &str, cells: &[Cell]) -> String {
         let _ = write!(s, "\nProtocol: {}\n", spec.protocol);
     }
     s
+}
+
+/// Each row against the table's first row (its baseline) on the seeds both have: the mean of
+/// the per-seed differences and on how many of those seeds the row is above the baseline. Same
+/// seed = same data order, head init and dropout draws, so the paired difference is less noisy
+/// than the difference of means. Empty when the first row has no cells or there is one row.
+fn paired_section(spec: &TableSpec, cells: &[Cell], tasks: &[&String]) -> String {
+    let Some(base) = spec.rows.first() else {
+        return String::new();
+    };
+    let cell = |row: &str, task: &str| cells.iter().find(|c| c.row == row && c.task == task);
+    let mut lines = String::new();
+    for row in spec.rows.iter().skip(1) {
+        let mut line = format!("| {} |", row.name);
+        let mut any = false;
+        for t in tasks {
+            let (Some(b), Some(c)) = (cell(&base.name, t), cell(&row.name, t)) else {
+                line += " – |";
+                continue;
+            };
+            let diffs: Vec<f64> = c
+                .values
+                .iter()
+                .filter_map(|(seed, v)| b.values.get(seed).map(|bv| v - bv))
+                .collect();
+            if diffs.is_empty() {
+                line += " – |";
+                continue;
+            }
+            any = true;
+            let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+            let above = diffs.iter().filter(|d| **d > 0.0).count();
+            let _ = write!(line, " {mean:+.2} ({above}/{} above) |", diffs.len());
+        }
+        if any {
+            lines += &line;
+            lines += "\n";
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nAgainst {}, seed by seed (same data order, head init and dropout): mean difference in points, and on how many of the common seeds the row is above.\n\n| method |",
+        base.name
+    );
+    for t in tasks {
+        let _ = write!(s, " {t} |");
+    }
+    s += "\n|---|";
+    s += &"---|".repeat(tasks.len());
+    s += "\n";
+    s + &lines
 }
 
 /// The cells as CSV (`row,task,metric,n,mean,std,median,paper,seed values…`).

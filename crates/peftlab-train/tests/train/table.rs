@@ -397,6 +397,9 @@ fn markdown_and_csv_show_every_cell_and_the_paper_value() {
         "{md}"
     );
     assert!(!md.contains("trec"), "tasks without records are left out");
+    // paired against the first row on the common seeds 0 and 1: 88 − 90, 89 − 92
+    assert!(md.contains("Against LoRA r=8, seed by seed"), "{md}");
+    assert!(md.contains("| Full | -2.50 (0/2 above) |"), "{md}");
     let csv = table::csv(&cells);
     assert_eq!(csv.lines().count(), 3);
     assert!(csv.contains("\"LoRA r=8\",mr2,accuracy,2,91,"), "{csv}");
