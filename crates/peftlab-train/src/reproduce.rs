@@ -285,6 +285,11 @@ pub fn write_outputs(
     // loss curves (first seed of each row, per task) and rank growth where there is any
     let mut loss = Vec::new();
     let mut ranks = Vec::new();
+    let curve = |run: &PlannedRun, points| table::Curve {
+        row: run.row.clone(),
+        task: run.task.clone(),
+        points,
+    };
     for run in plan {
         let first_seed = plan
             .iter()
@@ -302,7 +307,7 @@ pub fn write_outputs(
                 .filter_map(|v| Some((v["step"].as_f64()?, v["loss"].as_f64()?)))
                 .collect();
             if !pts.is_empty() {
-                loss.push((format!("{} · {}", run.row, run.task), pts));
+                loss.push(curve(run, pts));
             }
         }
         if let Ok(text) = std::fs::read_to_string(run.dir.join("record.json"))
@@ -314,7 +319,7 @@ pub fn write_outputs(
                 .filter_map(|a| Some((a["step"].as_f64()?, a["total_rank"].as_f64()?)))
                 .collect();
             if !pts.is_empty() {
-                ranks.push((format!("{} · {}", run.row, run.task), pts));
+                ranks.push(curve(run, pts));
             }
         }
     }

@@ -740,15 +740,42 @@ pub fn bars_svg(spec: &TableSpec, cells: &[Cell]) -> String {
     s
 }
 
-/// Lines of `(x, y)` series as SVG (loss curves, rank growth).
-pub fn lines_svg(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[(String, Vec<(f64, f64)>)],
-) -> String {
-    let (w, h, left, bottom, top, right) = (720.0, 360.0, 60.0, 45.0, 30.0, 200.0);
-    let pts = series.iter().flat_map(|(_, p)| p.iter());
+/// One curve of a line plot: its table row (the colour) and task (the dash pattern).
+#[derive(Debug, Clone)]
+pub struct Curve {
+    /// Row (method variant).
+    pub row: String,
+    /// Task.
+    pub task: String,
+    /// `(x, y)` points in order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line plot as SVG: one colour per row, one dash pattern per task, a legend of rows (and of
+/// tasks when there are several) as wide as its longest label, y labels with as many decimals
+/// as the range needs.
+pub fn lines_svg(title: &str, x_label: &str, y_label: &str, curves: &[Curve]) -> String {
+    let mut rows: Vec<&str> = Vec::new();
+    let mut tasks: Vec<&str> = Vec::new();
+    for c in curves {
+        if !rows.contains(&c.row.as_str()) {
+            rows.push(&c.row);
+        }
+        if !tasks.contains(&c.task.as_str()) {
+            tasks.push(&c.task);
+        }
+    }
+    let show_tasks = tasks.len() > 1;
+    let longest = rows
+        .iter()
+        .chain(if show_tasks { tasks.iter() } else { [].iter() })
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    // 11 px sans text: ~6.5 px per character, plus the legend swatch and margins
+    let right = (longest as f64 * 6.5 + 45.0).max(120.0);
+    let (w, h, left, bottom, top) = (520.0 + right, 360.0, 60.0, 45.0, 30.0);
+    let pts = curves.iter().flat_map(|c| c.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (
         f64::INFINITY,
         f64::NEG_INFINITY,
@@ -767,8 +794,28 @@ pub fn lines_svg(
     let sx = |x: f64| left + (w - left - right) * (x - x0) / (x1 - x0).max(1e-9);
     let sy = |y: f64| top + (h - top - bottom) * (1.0 - (y - y0) / (y1 - y0).max(1e-9));
     let palette = [
-        "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000",
+        "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#000000", "#bbbbbb",
     ];
+    let dashes = ["", "6,3", "2,2", "8,3,2,3"];
+    let color = |row: &str| palette[rows.iter().position(|r| *r == row).unwrap_or(0) % 8];
+    let dash = |task: &str| {
+        let d = dashes[tasks.iter().position(|t| *t == task).unwrap_or(0) % dashes.len()];
+        if d.is_empty() {
+            String::new()
+        } else {
+            format!(" stroke-dasharray=\"{d}\"")
+        }
+    };
+    let range = y1 - y0;
+    let decimals = if range >= 20.0 {
+        0
+    } else if range >= 2.0 {
+        1
+    } else if range >= 0.2 {
+        2
+    } else {
+        3
+    };
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"{FONTS}\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{}",
         title_svg(title, left, w)
@@ -778,7 +825,7 @@ pub fn lines_svg(
         let (x2, yv, xt, yt) = (w - right, sy(v), left - 4.0, sy(v) + 4.0);
         let _ = writeln!(
             s,
-            "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{yv:.1}\" y2=\"{yv:.1}\" stroke=\"#ddd\"/><text x=\"{xt}\" y=\"{yt:.1}\" text-anchor=\"end\">{v:.3}</text>"
+            "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{yv:.1}\" y2=\"{yv:.1}\" stroke=\"#ddd\"/><text x=\"{xt}\" y=\"{yt:.1}\" text-anchor=\"end\">{v:.decimals$}</text>"
         );
         let xv = x0 + (x1 - x0) * k as f64 / 4.0;
         let _ = writeln!(
@@ -798,26 +845,49 @@ pub fn lines_svg(
         h / 2.0,
         xml(y_label)
     );
-    for (i, (name, p)) in series.iter().enumerate() {
-        let d: Vec<String> = p
+    for c in curves {
+        let d: Vec<String> = c
+            .points
             .iter()
             .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
             .collect();
-        let color = palette[i % palette.len()];
         let _ = writeln!(
             s,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.2\" points=\"{}\"/>",
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.4\"{} points=\"{}\"/>",
+            color(&c.row),
+            dash(&c.task),
             d.join(" ")
         );
-        let yy = top + 14.0 * i as f64;
+    }
+    let lx = w - right + 10.0;
+    let mut yy = top;
+    for row in &rows {
         let _ = writeln!(
             s,
-            "<rect x=\"{}\" y=\"{yy:.1}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"{:.1}\">{}</text>",
-            w - right + 10.0,
-            w - right + 25.0,
+            "<rect x=\"{lx}\" y=\"{yy:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{:.1}\">{}</text>",
+            color(row),
+            lx + 15.0,
             yy + 9.0,
-            xml(name)
+            xml(row)
         );
+        yy += 14.0;
+    }
+    if show_tasks {
+        yy += 8.0;
+        for task in &tasks {
+            let _ = writeln!(
+                s,
+                "<line x1=\"{lx}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#444\" stroke-width=\"1.4\"{}/><text x=\"{}\" y=\"{:.1}\">{}</text>",
+                lx + 22.0,
+                yy + 5.0,
+                yy + 5.0,
+                dash(task),
+                lx + 27.0,
+                yy + 9.0,
+                xml(task)
+            );
+            yy += 14.0;
+        }
     }
     s += "</svg>\n";
     s

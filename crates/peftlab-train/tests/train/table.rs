@@ -409,3 +409,65 @@ fn markdown_and_csv_show_every_cell_and_the_paper_value() {
         "{svg}"
     );
 }
+
+/// Line plots: one colour per row, one dash pattern per task, each row and task once in the
+/// legend, the canvas wide enough for the longest label, integer y labels for a wide range.
+#[test]
+fn line_plots_tell_rows_by_colour_and_tasks_by_dash() {
+    let curve = |row: &str, task: &str, k: f64| table::Curve {
+        row: row.into(),
+        task: task.into(),
+        points: vec![(15.0, 74.0 + k), (55.0, 180.0 + k), (95.0, 288.0)],
+    };
+    let long = "TriAdaptLoRA linear, sensitivity (a long row name)";
+    let curves = vec![
+        curve("fixed", "mr2", 0.0),
+        curve("fixed", "trec", 1.0),
+        curve(long, "mr2", 2.0),
+        curve(long, "trec", 3.0),
+    ];
+    let svg = table::lines_svg("t", "step", "total rank", &curves);
+    let lines: Vec<&str> = svg.lines().filter(|l| l.starts_with("<polyline")).collect();
+    assert_eq!(lines.len(), 4);
+    let attr = |l: &str, key: &str| {
+        l.split(&format!("{key}=\""))
+            .nth(1)
+            .map(|r| r.split('"').next().unwrap().to_string())
+    };
+    assert_eq!(
+        attr(lines[0], "stroke"),
+        attr(lines[1], "stroke"),
+        "same row, same colour"
+    );
+    assert_ne!(
+        attr(lines[0], "stroke"),
+        attr(lines[2], "stroke"),
+        "rows differ"
+    );
+    assert_eq!(attr(lines[0], "stroke-dasharray"), None, "first task solid");
+    assert_eq!(
+        attr(lines[1], "stroke-dasharray"),
+        attr(lines[3], "stroke-dasharray")
+    );
+    assert!(
+        attr(lines[1], "stroke-dasharray").is_some(),
+        "second task dashed"
+    );
+    for label in ["fixed", long, "mr2", "trec"] {
+        assert_eq!(
+            svg.matches(&format!(">{label}</text>")).count(),
+            1,
+            "{label}"
+        );
+    }
+    let width: f64 = attr(svg.lines().next().unwrap(), "width")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(width >= 520.0 + long.len() as f64 * 6.5, "{width}");
+    assert!(
+        svg.contains(">288</text>") && svg.contains(">74</text>"),
+        "{svg}"
+    );
+    assert!(!svg.contains("288.0"), "no decimals for a range of 214");
+}
