@@ -136,6 +136,24 @@ fn score_reports_log_probs_that_sum_to_the_nll() {
     assert_eq!(v["tokens"][1]["token"], "w9");
 }
 
+/// The library's logits for `predict --text "w5 w6 w7" --text-pair w9` on the BERT fixture at
+/// `model` with the adapter in `adapter`: ids [CLS] w5 w6 w7 [SEP] w9 [SEP], types 0 0 0 0 0 1 1.
+fn library_logits(model: &Path, adapter: &Path) -> (Vec<f64>, peftlab_adapters::LoadReport) {
+    let dev = Device::default();
+    let mut bert = BertForSequenceClassification::from_dir(model, 3, 0, &dev).unwrap();
+    let report = load_adapter(&mut bert, adapter).unwrap();
+    let row = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 7]), &dev);
+    let logits = bert
+        .forward_typed(
+            row(vec![1, 5, 6, 7, 2, 9, 2]),
+            Some(row(vec![0, 0, 0, 0, 0, 1, 1])),
+            Tensor::ones([1, 7], &dev),
+        )
+        .try_to_vec_as::<f64>()
+        .unwrap();
+    (logits, report)
+}
+
 #[test]
 fn predict_with_a_peft_adapter_and_a_sentence_pair() {
     let m = fixture("tiny_bert");
@@ -151,19 +169,7 @@ fn predict_with_a_peft_adapter_and_a_sentence_pair() {
         "--text-pair",
         "w9",
     ]);
-    // the library on the same ids: [CLS] w5 w6 w7 [SEP] w9 [SEP], types 0 0 0 0 0 1 1
-    let dev = Device::default();
-    let mut model = BertForSequenceClassification::from_dir(&m, 3, 0, &dev).unwrap();
-    load_adapter(&mut model, &lora).unwrap();
-    let row = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 7]), &dev);
-    let want = model
-        .forward_typed(
-            row(vec![1, 5, 6, 7, 2, 9, 2]),
-            Some(row(vec![0, 0, 0, 0, 0, 1, 1])),
-            Tensor::ones([1, 7], &dev),
-        )
-        .try_to_vec_as::<f64>()
-        .unwrap();
+    let (want, _) = library_logits(&m, &lora);
     let got: Vec<f64> = v["logits"]
         .as_array()
         .unwrap()
@@ -486,20 +492,9 @@ fn train_writes_an_adapter_that_predict_uses() {
             .collect()
     };
     let trained = predict(Some(&adapter));
-    let dev = Device::default();
-    let mut model = BertForSequenceClassification::from_dir(&m, 3, 0, &dev).unwrap();
-    let report = load_adapter(&mut model, &adapter).unwrap();
+    let (want, report) = library_logits(&m, &adapter);
     assert_eq!(report.config.method(), "mtlora");
     assert_eq!(report.config.modules_to_save(), ["classifier".to_string()]);
-    let row = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 7]), &dev);
-    let want = model
-        .forward_typed(
-            row(vec![1, 5, 6, 7, 2, 9, 2]),
-            Some(row(vec![0, 0, 0, 0, 0, 1, 1])),
-            Tensor::ones([1, 7], &dev),
-        )
-        .try_to_vec_as::<f64>()
-        .unwrap();
     for (g, w) in trained.iter().zip(&want) {
         assert!(
             (g - w).abs() <= 1e-15 * w.abs().max(1.0),
