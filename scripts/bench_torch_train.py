@@ -5,9 +5,10 @@ all-MiniLM-L6-v2 (BertModel) + PEFT LoRA r=8, alpha=16 on query, key, value, att
 intermediate.dense, output.dense; mean pooling; a trained Linear(384, 2) head; B=32, T=64 with the
 bench's deterministic ids (1000 + (k*7919) % 20000), full mask, labels i % 2; cross-entropy,
 backward, clip_grad_norm_(1.0), AdamW(lr 1e-4, weight_decay 0.01). Median seconds per step over N
-steps after 2 warm-up steps; torch threads = the machine's cores unless --threads; peak RSS.
+steps after 2 warm-up steps; torch threads = the machine's cores unless --threads; peak RSS (and,
+with --device cuda, peak CUDA memory allocated; each timed step ends with a synchronize).
 
-Usage: bench_torch_train.py --minilm DIR [--steps 10] [--threads N] [--out JSON]
+Usage: bench_torch_train.py --minilm DIR [--steps 10] [--threads N] [--device cpu|cuda] [--out JSON]
 Needs: torch, transformers, peft (tested: torch 2.15.0, transformers 5.24.0, peft 0.21.2).
 """
 import argparse
@@ -25,6 +26,7 @@ def main():
     ap.add_argument("--minilm", required=True)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--out")
     a = ap.parse_args()
     if a.threads:
@@ -35,13 +37,18 @@ def main():
     cfg = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
                           target_modules=["query", "key", "value", "attention.output.dense",
                                           "intermediate.dense", "output.dense"])
-    model = peft.get_peft_model(base, cfg)
-    head = torch.nn.Linear(384, 2)
+    dev = torch.device(a.device)
+    model = peft.get_peft_model(base, cfg).to(dev)
+    head = torch.nn.Linear(384, 2).to(dev)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
-    ids = torch.tensor([1000 + (k * 7919) % 20000 for k in range(B * T)]).reshape(B, T)
-    mask = torch.ones(B, T, dtype=torch.long)
-    labels = torch.tensor([i % 2 for i in range(B)])
+    ids = torch.tensor([1000 + (k * 7919) % 20000 for k in range(B * T)]).reshape(B, T).to(dev)
+    mask = torch.ones(B, T, dtype=torch.long, device=dev)
+    labels = torch.tensor([i % 2 for i in range(B)], device=dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
     model.train()
 
     def step():
@@ -56,16 +63,21 @@ def main():
 
     for _ in range(2):
         step()
+    sync()
     times = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - t0)
     times.sort()
     out = {"torch": torch.__version__, "transformers": transformers.__version__,
            "peft": peft.__version__, "threads": torch.get_num_threads(),
            "results": {"minilm_train_step/lora/b32_t64": times[len(times) // 2]},
-           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+           "device": str(dev), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if dev.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(dev)
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
     s = json.dumps(out)
     print(s)
     if a.out:

@@ -12,23 +12,22 @@ use serde_json::Value;
 use crate::bench::read_criterion;
 use crate::run;
 
-const NEEDS: &str = "a Python with torch, transformers and gguf \
-    (tested: torch==2.15.0 transformers==5.24.0 gguf==0.19.0); \
-    point PEFTLAB_PYTHON at it";
-
-fn python() -> Result<PathBuf, String> {
+/// `PEFTLAB_PYTHON` (default `python3`), checked to import `modules` (comma-separated);
+/// `tested` names the versions the scripts were run with, for the error.
+fn python(task: &str, modules: &str, tested: &str) -> Result<PathBuf, String> {
     let py = std::env::var_os("PEFTLAB_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("python3"));
     let ok = Command::new(&py)
-        .args(["-c", "import torch, transformers, gguf"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if ok {
         Ok(py)
     } else {
         Err(format!(
-            "bench-models needs {NEEDS} ({} lacks them)",
+            "{task} needs a Python with {modules} (tested: {tested}); point PEFTLAB_PYTHON at \
+             it ({} lacks them)",
             py.display()
         ))
     }
@@ -39,7 +38,11 @@ pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
     if let Some(bad) = args.first() {
         return Err(format!("bench-models: unknown argument `{bad}`"));
     }
-    let py = python()?;
+    let py = python(
+        "bench-models",
+        "torch, transformers, gguf",
+        "torch==2.15.0 transformers==5.24.0 gguf==0.19.0",
+    )?;
     let models = std::env::var_os("PEFTLAB_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -70,7 +73,7 @@ pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
         &py,
         "scripts/bench_torch_forward.py",
         &args,
-        ("peftlab-models", "forward"),
+        ("peftlab-models", "forward", "flex"),
         &ids,
         "forward",
     )?;
@@ -80,13 +83,22 @@ pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask bench-train`: one optimizer step of MiniLM with LoRA (and the other adapters),
-/// peftlab's criterion bench against PyTorch + PEFT (`scripts/bench_torch_train.py`) in one run.
+/// `cargo xtask bench-train [--gpu]`: one optimizer step of MiniLM with LoRA (and the other
+/// adapters), peftlab's criterion bench against PyTorch + PEFT (`scripts/bench_torch_train.py`)
+/// in one run. `--gpu`: peftlab on wgpu (`--features wgpu`, `BURN_DEVICE=wgpu`) against PyTorch
+/// on CUDA.
 pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
-    if let Some(bad) = args.first() {
-        return Err(format!("bench-train: unknown argument `{bad}`"));
-    }
-    let py = python()?;
+    let gpu = match args {
+        [] => false,
+        [a] if a == "--gpu" => true,
+        [a] => return Err(format!("bench-train: unknown argument `{a}`")),
+        _ => return Err(format!("bench-train: unknown arguments {args:?}")),
+    };
+    let py = python(
+        "bench-train",
+        "torch, transformers, peft",
+        "torch==2.15.0 transformers==5.24.0 peft==0.21.2",
+    )?;
     let a = peftlab_data::fetch::manifest()
         .into_iter()
         .find(|a| a.name == "minilm")
@@ -101,12 +113,20 @@ pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
         "minilm_train_step/mtlora_dtsm/b32_t64",
         "minilm_train_step/triadaptlora/b32_t64",
     ];
+    let mut script_args = vec!["--minilm".into(), minilm.into_os_string()];
+    if gpu {
+        script_args.extend(["--device".into(), "cuda".into()]);
+    }
     let table = side_by_side(
         root,
         &py,
         "scripts/bench_torch_train.py",
-        &["--minilm".into(), minilm.into_os_string()],
-        ("peftlab-train", "train_step"),
+        &script_args,
+        (
+            "peftlab-train",
+            "train_step",
+            if gpu { "wgpu" } else { "flex" },
+        ),
         &ids,
         "train step (PyTorch: PEFT LoRA)",
     )?;
@@ -118,13 +138,14 @@ pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
 
 /// PyTorch script, then the criterion bench, then the script again; the table of medians.
 /// Rows whose id the script does not report are compared with its first result (the PEFT LoRA
-/// step for the training bench, the reference for every adapter).
+/// step for the training bench, the reference for every adapter). `backend`: `flex` (the
+/// default CPU build) or `wgpu` (built with `--features wgpu`, selected by `BURN_DEVICE`).
 fn side_by_side(
     root: &Path,
     py: &Path,
     script: &str,
     script_args: &[std::ffi::OsString],
-    (package, bench): (&str, &str),
+    (package, bench, backend): (&str, &str, &str),
     ids: &[&str],
     what: &str,
 ) -> Result<String, String> {
@@ -142,13 +163,27 @@ fn side_by_side(
     eprintln!("[1/3] PyTorch …");
     let before = torch_run(&format!("{bench}-torch-before.json"))?;
     eprintln!("[2/3] peftlab (criterion) …");
-    run(Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .current_dir(root)
-        .args(["bench", "-p", package, "--bench", bench]))?;
+        .args(["bench", "-p", package, "--bench", bench]);
+    if backend != "flex" {
+        cargo
+            .args(["--features", backend])
+            .env("BURN_DEVICE", backend);
+    }
+    run(&mut cargo)?;
     eprintln!("[3/3] PyTorch again …");
     let after = torch_run(&format!("{bench}-torch-after.json"))?;
     let ours = read_criterion(&target.join("criterion"))?;
-    let table = render(&ours, &before, &after, ids, what, script.contains("train"));
+    let table = render(
+        &ours,
+        &before,
+        &after,
+        ids,
+        (what, backend),
+        script.contains("train"),
+    );
     println!("{table}");
     Ok(table)
 }
@@ -158,16 +193,19 @@ fn render(
     before: &Value,
     after: &Value,
     ids: &[&str],
-    what: &str,
+    (what, backend): (&str, &str),
     fallback_to_first: bool,
 ) -> String {
+    // the script reports `gpu` (the card's name) when it ran on CUDA
+    let on = before["gpu"]
+        .as_str()
+        .map_or_else(|| format!("{} threads", before["threads"]), str::to_string);
     let mut s = format!(
-        "PyTorch {} (transformers {}, {} threads) vs peftlab (flex), medians in seconds\n\n\
+        "PyTorch {} (transformers {}, {on}) vs peftlab ({backend}), medians in seconds\n\n\
          | {what} | PyTorch before | peftlab | PyTorch after | peftlab / PyTorch (mean) |\n\
          |---|---|---|---|---|\n",
         before["torch"].as_str().unwrap_or("?"),
         before["transformers"].as_str().unwrap_or("?"),
-        before["threads"]
     );
     let first = |v: &Value| {
         v["results"]
@@ -211,13 +249,43 @@ mod tests {
             .into_iter()
             .collect();
         let ids = ["minilm/forward/b32_t64", "smollm2/forward/b8_t64"];
-        let t = render(&ours, &before, &after, &ids, "forward", false);
+        let t = render(&ours, &before, &after, &ids, ("forward", "flex"), false);
+        assert!(
+            t.contains("(transformers 5.24.0, 2 threads) vs peftlab (flex)"),
+            "{t}"
+        );
         assert!(
             t.contains("| minilm/forward/b32_t64 | 0.300 | 0.600 | 0.500 | 1.50× |"),
             "{t}"
         );
         assert!(
             t.contains("| smollm2/forward/b8_t64 | 0.500 | – | – | – |"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn names_the_card_when_pytorch_ran_on_cuda() {
+        let run = serde_json::json!({"torch": "2.11.0", "transformers": "5.17.0", "threads": 16,
+            "gpu": "NVIDIA H200", "results": {"minilm_train_step/lora/b32_t64": 0.02}});
+        let ours = [
+            ("minilm_train_step/lora/b32_t64".to_string(), 0.03),
+            ("minilm_train_step/mtlora_shim/b32_t64".to_string(), 0.05),
+        ]
+        .into_iter()
+        .collect();
+        let ids = [
+            "minilm_train_step/lora/b32_t64",
+            "minilm_train_step/mtlora_shim/b32_t64",
+        ];
+        let t = render(&ours, &run, &run, &ids, ("train step", "wgpu"), true);
+        assert!(
+            t.contains("(transformers 5.17.0, NVIDIA H200) vs peftlab (wgpu)"),
+            "{t}"
+        );
+        // the adapter rows without a PyTorch twin are set against PEFT's LoRA step
+        assert!(
+            t.contains("| minilm_train_step/mtlora_shim/b32_t64 | 0.020 | 0.050 | 0.020 | 2.50× |"),
             "{t}"
         );
     }

@@ -11,10 +11,12 @@
 //!   (`target/bench-models.md`).
 //! - `bench-train`: one optimizer step of MiniLM with each adapter (criterion,
 //!   `crates/peftlab-train/benches/train_step.rs`) against PyTorch + PEFT LoRA
-//!   (`scripts/bench_torch_train.py`) in one run (`target/bench-train.md`).
+//!   (`scripts/bench_torch_train.py`) in one run (`target/bench-train.md`); `--gpu`: peftlab on
+//!   wgpu against PyTorch on CUDA.
 //! - `reproduce <method> [--profile smoke|cpu|paper] [options]`: rebuild a paper's tables —
 //!   builds the `peftlab` binary in release mode and runs `peftlab reproduce` with the same
-//!   arguments (training needs optimized code; see `peftlab reproduce --help` for the options).
+//!   arguments (training needs optimized code; see `peftlab reproduce --help` for the options);
+//!   `--features wgpu` (or `cuda`) builds it with a GPU backend, which it then trains on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -29,10 +31,13 @@ commands:
   fetch [--list] [--only NAME[,NAME…]]
                            download the pinned models and datasets into the cache
   bench-models             MiniLM / SmolLM2 forward, peftlab vs PyTorch (PEFTLAB_PYTHON)
-  bench-train              MiniLM + LoRA/MTLoRA/TriAdaptLoRA train step vs PyTorch + PEFT
+  bench-train [--gpu]      MiniLM + LoRA/MTLoRA/TriAdaptLoRA train step vs PyTorch + PEFT
+                           (--gpu: peftlab on wgpu vs PyTorch on CUDA)
   reproduce <method> [--profile smoke|cpu|paper] [--list] [--dry-run] [--force]
             [--tasks A,B] [--seeds 0,1] [--shard I/N] [--emit-slurm FILE --shards N] [--dev-build]
-                           rebuild a paper's tables (mtlora, triadaptlora, loratrf, svda)
+            [--features wgpu|cuda]
+                           rebuild a paper's tables (mtlora, triadaptlora, loratrf, svda);
+                           --features builds peftlab with a GPU backend (it then runs there)
   help                     this text";
 
 fn main() -> ExitCode {
@@ -134,11 +139,32 @@ fn fetch(args: &[String]) -> Result<(), String> {
 
 /// Build `peftlab` in release mode (`--dev-build`: the dev profile, as CI's smoke run does
 /// after the tests built it) and run `peftlab reproduce ARGS --root ROOT`.
+/// Take `--features LIST` (cargo features of the `peftlab` binary, e.g. `wgpu` or `cuda` for
+/// the `paper` profile on a GPU machine) out of the arguments passed on to `peftlab reproduce`.
+fn split_features(args: &[String]) -> Result<(Option<String>, Vec<String>), String> {
+    let mut features = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--features" {
+            let list = it
+                .next()
+                .filter(|v| !v.starts_with('-'))
+                .ok_or("--features needs a value, e.g. --features wgpu")?;
+            features = Some(list.clone());
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    Ok((features, rest))
+}
+
 fn reproduce(root: &Path, args: &[String]) -> Result<(), String> {
     if args.is_empty() || args[0].starts_with('-') {
         return Err("reproduce needs a method: mtlora, triadaptlora, loratrf or svda".into());
     }
     let dev = args.iter().any(|a| a == "--dev-build");
+    let (features, args) = split_features(args)?;
     let args: Vec<&String> = args.iter().filter(|a| *a != "--dev-build").collect();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let (profile_flag, dir) = if dev {
@@ -151,6 +177,7 @@ fn reproduce(root: &Path, args: &[String]) -> Result<(), String> {
         .arg("build")
         .args(profile_flag)
         .args(["--quiet", "-p", "peftlab"])
+        .args(features.iter().flat_map(|f| ["--features", f.as_str()]))
         .current_dir(root)
         .status()
         .map_err(|e| format!("{cargo}: {e}"))?;
@@ -192,5 +219,37 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`{cmd:?}` failed with {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn features_are_taken_out_of_the_reproduce_arguments() {
+        let (f, rest) = split_features(&strings(&[
+            "mtlora",
+            "--features",
+            "wgpu",
+            "--profile",
+            "paper",
+        ]))
+        .unwrap();
+        assert_eq!(f.as_deref(), Some("wgpu"));
+        assert_eq!(rest, strings(&["mtlora", "--profile", "paper"]));
+        let (f, rest) = split_features(&strings(&["svda", "--dry-run"])).unwrap();
+        assert_eq!((f, rest), (None, strings(&["svda", "--dry-run"])));
+        for bad in [
+            &["mtlora", "--features"][..],
+            &["mtlora", "--features", "--force"],
+        ] {
+            let e = split_features(&strings(bad)).unwrap_err();
+            assert!(e.contains("--features needs a value"), "{e}");
+        }
     }
 }
