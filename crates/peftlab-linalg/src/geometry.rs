@@ -191,7 +191,8 @@ pub fn split_affine(h: Tensor<2>) -> Result<(Tensor<2>, Tensor<1>)> {
 pub struct Polar {
     /// `R = U Vᵀ: [n, n]`, orthogonal (`det = ±1`).
     pub rotation: Tensor<2>,
-    /// `P = V Σ Vᵀ: [n, n]`, symmetric positive semi-definite.
+    /// `P = V Σ Vᵀ: [n, n]`, symmetric positive semi-definite (exactly symmetric: the two
+    /// triangles of the product are averaged).
     pub stretch: Tensor<2>,
     /// `det R` (+1 for a proper rotation, −1 for a reflection).
     pub det_sign: f64,
@@ -236,7 +237,13 @@ fn polar_impl<T: Real>(t: &Tensor<2>) -> Result<Polar> {
     let p = host_polar::<T>(t)?;
     let r = &p.u * p.v.transpose();
     let vs = Mat::from_fn(p.v.nrows(), p.s.len(), |i, j| p.v[(i, j)] * p.s[j]);
-    let stretch = &vs * p.v.transpose();
+    let product = &vs * p.v.transpose();
+    // the product is symmetric only up to rounding (~1e-7 apart in f32, enough for a
+    // symmetric eigensolver to refuse it): average the two triangles so `P = Pᵀ` exactly
+    let half = T::from_f64(0.5);
+    let stretch = Mat::from_fn(product.nrows(), product.ncols(), |i, j| {
+        (product[(i, j)] + product[(j, i)]) * half
+    });
     Ok(Polar {
         rotation: mat_to_tensor(r.as_ref(), &device, dtype),
         stretch: mat_to_tensor(stretch.as_ref(), &device, dtype),
