@@ -70,8 +70,13 @@ proptest! {
         let p = orthogonality_penalty(at.clone(), bt.clone(), OrthNorm::Frobenius).unwrap();
         prop_assert!(values(&p)[0].abs() <= 1e-5);
         let grads = p.backward();
+        // In f64 the residual A Aᵀ − I (~1e-16) is under the floor, so the gradient is ~0. In
+        // f32 (GPU backends) the residual is rounding noise (~1e-7 per entry, squared norm
+        // above FROBENIUS_FLOOR_SQ), and the norm's gradient is that noise's unit direction
+        // times the factors: finite and at most 2‖A‖₂ = 2 per entry, not small (seen on wgpu).
+        let bound = if dtype == DType::F64 { 1e-3 } else { 2.0 + 1e-3 };
         for g in [values(&at.grad(&grads).unwrap()), values(&bt.grad(&grads).unwrap())] {
-            prop_assert!(g.iter().all(|x| x.is_finite() && x.abs() <= 1e-3), "{:?}", g);
+            prop_assert!(g.iter().all(|x| x.is_finite() && x.abs() <= bound), "{:?}", g);
         }
     }
 }
