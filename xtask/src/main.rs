@@ -137,8 +137,6 @@ fn fetch(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Build `peftlab` in release mode (`--dev-build`: the dev profile, as CI's smoke run does
-/// after the tests built it) and run `peftlab reproduce ARGS --root ROOT`.
 /// Take `--features LIST` (cargo features of the `peftlab` binary, e.g. `wgpu` or `cuda` for
 /// the `paper` profile on a GPU machine) out of the arguments passed on to `peftlab reproduce`.
 fn split_features(args: &[String]) -> Result<(Option<String>, Vec<String>), String> {
@@ -159,6 +157,8 @@ fn split_features(args: &[String]) -> Result<(Option<String>, Vec<String>), Stri
     Ok((features, rest))
 }
 
+/// Build `peftlab` in release mode (`--dev-build`: the dev profile, as CI's smoke run does
+/// after the tests built it) and run `peftlab reproduce ARGS --root ROOT`.
 fn reproduce(root: &Path, args: &[String]) -> Result<(), String> {
     if args.is_empty() || args[0].starts_with('-') {
         return Err("reproduce needs a method: mtlora, triadaptlora, loratrf or svda".into());
