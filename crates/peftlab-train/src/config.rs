@@ -255,6 +255,31 @@ impl Default for LoopConfig {
 }
 
 impl TrainConfig {
+    /// A copy whose relative paths (`model.path` unless it is a zoo name, `task.data_dir`,
+    /// `task.glue_dir`, `train.init_adapter`) are joined onto `base`; absolute paths and zoo
+    /// names are kept.
+    pub fn resolved_in(&self, base: &Path) -> Self {
+        let join = |p: &Path| -> PathBuf {
+            if p.is_relative() {
+                base.join(p)
+            } else {
+                p.to_path_buf()
+            }
+        };
+        let mut c = self.clone();
+        if !crate::trainer::ZOO.contains(&c.model.path.as_str()) {
+            c.model.path = join(Path::new(&c.model.path)).display().to_string();
+        }
+        c.task.data_dir = c.task.data_dir.as_deref().map(join);
+        c.task.glue_dir = c.task.glue_dir.as_deref().map(join);
+        c.train.init_adapter = c
+            .train
+            .init_adapter
+            .as_deref()
+            .map(|p| join(Path::new(p)).display().to_string());
+        c
+    }
+
     /// Parse a TOML text; `source` names it in errors.
     pub fn from_toml(text: &str, source: &str) -> Result<Self, TrainError> {
         let c: Self = toml::from_str(text).map_err(|e| TrainError::Config {

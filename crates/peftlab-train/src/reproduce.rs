@@ -93,6 +93,32 @@ fn copy_run(from: &Path, to: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// The runs of one table file under the results directory `out`, as `reproduce` trains them.
+/// Paths in a run's config stay relative to the workspace root (the trainer joins them onto
+/// it, [`Trainer::new_in`]), so the config hash, and with it the records, are the same in every
+/// checkout: `{run:TASK}`, expanded under `out`, is taken back relative to the root.
+pub fn plan_table(
+    a: &ReproduceArgs,
+    file: &Path,
+    spec: &TableSpec,
+    out: &Path,
+) -> Result<Vec<PlannedRun>, TrainError> {
+    let mut plan = spec.plan(
+        file,
+        &a.profile,
+        out,
+        a.tasks.as_deref(),
+        a.seeds.as_deref(),
+    )?;
+    for r in &mut plan {
+        let adapter = r.config.train.init_adapter.as_deref().map(Path::new);
+        if let Some(rel) = adapter.and_then(|p| p.strip_prefix(&a.root).ok()) {
+            r.config.train.init_adapter = Some(rel.display().to_string());
+        }
+    }
+    Ok(plan)
+}
+
 /// Run (or plan, list, shard, emit) a method's tables; `log` receives progress lines.
 pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), TrainError> {
     let all = specs(&a.root, &a.method)?;
@@ -126,20 +152,7 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
             .file_stem()
             .map_or("table".into(), |s| s.to_string_lossy().to_string());
         let out = results_dir(a, &stem);
-        let mut plan = spec.plan(
-            file,
-            &a.profile,
-            &out,
-            a.tasks.as_deref(),
-            a.seeds.as_deref(),
-        )?;
-        // model paths in specs are relative to the workspace root
-        for r in &mut plan {
-            let p = a.root.join(&r.config.model.path);
-            if p.exists() {
-                r.config.model.path = p.display().to_string();
-            }
-        }
+        let plan = plan_table(a, file, spec, &out)?;
         if plan.is_empty() {
             log(&format!(
                 "{stem} [{}]: no runs for these tasks/seeds",
@@ -186,7 +199,7 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
             }
             log(&format!("{tag}: training"));
             discard_stale_checkpoint(&run.dir, &run.config, log);
-            let trainer = Trainer::new(run.config.clone())?;
+            let trainer = Trainer::new_in(run.config.clone(), &a.root)?;
             let total = trainer.total_steps();
             let mut last = std::time::Instant::now();
             let opts = RunOptions {

@@ -59,6 +59,9 @@ pub enum Event {
     Eval(EvalPoint),
 }
 
+/// The model names [`model_path`] fetches into the cache instead of reading a path.
+pub const ZOO: [&str; 2] = ["minilm", "smollm2"];
+
 /// Resolve a model name of the fetch manifest to its path; other strings are paths.
 pub fn model_path(name: &str) -> Result<std::path::PathBuf, TrainError> {
     Ok(match name {
@@ -194,11 +197,22 @@ pub struct Trainer {
 
 impl Trainer {
     /// Load the model and data, attach the adapter, set up the optimizer and allocators.
+    /// Relative paths in the config are relative to the working directory.
     pub fn new(config: TrainConfig) -> Result<Self, TrainError> {
+        Self::new_in(config, Path::new(""))
+    }
+
+    /// [`Trainer::new`] with the config's relative paths (`model.path` when it is not a zoo
+    /// name, `task.data_dir`, `task.glue_dir`, `train.init_adapter`) taken relative to `base`.
+    /// The config keeps them as written, so its hash, and the records and checkpoints that
+    /// carry it, do not depend on where the checkout lies (`reproduce` passes the workspace
+    /// root).
+    pub fn new_in(config: TrainConfig, base: &Path) -> Result<Self, TrainError> {
         crate::alloc::retain_freed_memory();
         // fixes the commit the records of this process name (see `git_state`)
         git_state();
-        let c = &config;
+        let resolved = config.resolved_in(base);
+        let c = &resolved;
         let dir = c.task.data_dir.as_deref().or(c.task.glue_dir.as_deref());
         let data = load_named(&c.task.name, dir)?;
         let num_labels = data.num_labels();

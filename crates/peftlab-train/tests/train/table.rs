@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use peftlab_train::reproduce::{ReproduceArgs, plan_table};
 use peftlab_train::table::{self, Cell, TableSpec};
 
 fn root() -> PathBuf {
@@ -198,6 +199,63 @@ fn run_references_point_at_the_earlier_task_of_the_same_row_and_seed() {
     assert!(
         e.contains("x.toml") && e.contains("train.init_adapter") && e.contains("before mr2"),
         "{e}"
+    );
+}
+
+/// Records made in one checkout are recognized in another: `reproduce` plans the same configs
+/// (and so the same config hashes) wherever the workspace root lies. The paper profile's
+/// `{run:glue-mnli}` adapter path is kept relative to the root, and the trainer joins the
+/// config's relative paths onto the root it is given (zoo names and absolute paths stay).
+#[test]
+fn planned_configs_do_not_depend_on_where_the_checkout_lies() {
+    let file = root().join("experiments/mtlora/nlu.toml");
+    let spec = TableSpec::from_file(&file).unwrap();
+    let plan = |profile: &str, at: &str| {
+        let a = ReproduceArgs {
+            method: "mtlora".into(),
+            profile: profile.into(),
+            root: at.into(),
+            ..Default::default()
+        };
+        let out = Path::new(at).join("docs/results/mtlora/nlu").join(profile);
+        plan_table(&a, &file, &spec, &out).unwrap()
+    };
+    let (here, there) = (plan("paper", "/ckout/a"), plan("paper", "/elsewhere/b"));
+    assert_eq!(here.len(), there.len());
+    for (x, y) in here.iter().zip(&there) {
+        assert_eq!(
+            x.config.to_toml(),
+            y.config.to_toml(),
+            "{} {}",
+            x.row,
+            x.task
+        );
+        assert_ne!(x.dir, y.dir);
+    }
+    let mrpc = here.iter().find(|r| r.task == "glue-mrpc").unwrap();
+    let rel = format!(
+        "docs/results/mtlora/nlu/paper/runs/{}__glue-mnli__s{}/adapter",
+        table::slug(&mrpc.row),
+        mrpc.seed
+    );
+    assert_eq!(
+        mrpc.config.train.init_adapter.as_deref(),
+        Some(rel.as_str())
+    );
+    let c = mrpc.config.resolved_in(Path::new("/ckout/a"));
+    let at = |p: &str| Path::new("/ckout/a").join(p);
+    assert_eq!(c.train.init_adapter.map(PathBuf::from), Some(at(&rel)));
+    assert_eq!(c.task.glue_dir, Some(at("glue_data")));
+    assert_eq!(PathBuf::from(c.model.path), at("microsoft/deberta-v3-base"));
+    let cpu = plan("cpu", "/ckout/a")[0]
+        .config
+        .resolved_in(Path::new("/ckout/a"));
+    assert_eq!(cpu.model.path, "minilm", "a zoo name is not a path");
+    let mut abs = cpu.clone();
+    abs.task.data_dir = Some("/data/e2e".into());
+    assert_eq!(
+        abs.resolved_in(Path::new("/ckout/a")).task.data_dir,
+        Some(PathBuf::from("/data/e2e"))
     );
 }
 
