@@ -41,6 +41,19 @@ pub fn class_metric(name: &str, pred: &[usize], label: &[usize]) -> Result<f64, 
     }
 }
 
+/// Outputs as a text file, one line per example: generated texts with their line breaks
+/// turned into spaces (so line `i` is example `i`, as the E2E/GEM scoring scripts expect), or
+/// predictions (a class id, or a score for regression).
+pub fn output_lines<T: std::fmt::Display>(outputs: &[T]) -> String {
+    let mut text = String::new();
+    for o in outputs {
+        let line = o.to_string();
+        text.push_str(&line.replace(['\r', '\n'], " "));
+        text.push('\n');
+    }
+    text
+}
+
 /// Predictions of a classifier over `examples`: class ids, or scores for regression (one
 /// output), plus the task's metrics (×100 like the papers' tables).
 pub fn evaluate_classifier(
@@ -185,4 +198,17 @@ pub fn evaluate_generator(
     }
     let metrics = generation_metrics(&task.metrics, &outputs, &refs)?;
     Ok((metrics, outputs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::output_lines;
+
+    /// One line per output: a generated text's own line breaks become spaces (else line `i`
+    /// would no longer be example `i`); class ids print without a fraction, scores in full.
+    #[test]
+    fn output_lines_keep_one_line_per_example() {
+        assert_eq!(output_lines(&["a\nb", "c\r\nd", ""]), "a b\nc  d\n\n");
+        assert_eq!(output_lines(&[1.0, 0.0, 0.25]), "1\n0\n0.25\n");
+    }
 }

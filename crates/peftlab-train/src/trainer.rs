@@ -25,7 +25,7 @@ use peftlab_data::batch::{
 use peftlab_data::fetch::{cache_dir, ensure};
 use peftlab_data::loaders::load_named;
 use peftlab_data::task::{Dataset, Example, Label, splitmix64};
-use peftlab_eval::loops::{evaluate_classifier, evaluate_generator};
+use peftlab_eval::loops::{evaluate_classifier, evaluate_generator, output_lines};
 use peftlab_models::generate::GenerationConfig;
 use peftlab_models::tokenizer::Tokenizer;
 use peftlab_models::zoo::{LoadOptions, Model, load};
@@ -347,7 +347,8 @@ impl Trainer {
         Ok(None)
     }
 
-    fn evaluate(&self, split: &str) -> Result<BTreeMap<String, f64>, TrainError> {
+    /// The task's metrics on `split` and the outputs as lines ([`output_lines`]).
+    fn evaluate(&self, split: &str) -> Result<(BTreeMap<String, f64>, String), TrainError> {
         let c = &self.config;
         let mut ex = self.data.split(split).map_err(other)?.to_vec();
         if let Some(n) = c.task.eval_limit {
@@ -364,10 +365,10 @@ impl Trainer {
                 eos_token_id: self.eos,
             };
             let prompt = |x: &str| c.task.template.replace("{input}", x);
-            let (m, _) = evaluate_generator(lm, &self.tok, &self.data.task, &ex, &prompt, &cfg)?;
-            return Ok(m);
+            let (m, out) = evaluate_generator(lm, &self.tok, &self.data.task, &ex, &prompt, &cfg)?;
+            return Ok((m, output_lines(&out)));
         }
-        let (m, _) = evaluate_classifier(
+        let (m, out) = evaluate_classifier(
             &valid,
             &self.tok,
             &self.data.task,
@@ -376,7 +377,7 @@ impl Trainer {
             c.task.max_length,
             &self.device.clone().inner(),
         )?;
-        Ok(m)
+        Ok((m, output_lines(&out)))
     }
 
     /// The loss of one micro-batch (forward under the RNG lock, seeded from `micro_index`).
@@ -622,7 +623,7 @@ impl Trainer {
                     || end_of_epoch
                     || step >= max_steps
                 {
-                    let metrics = self.evaluate(&c.task.eval_split)?;
+                    let (metrics, _) = self.evaluate(&c.task.eval_split)?;
                     let p = EvalPoint {
                         epoch,
                         step,
@@ -669,10 +670,13 @@ impl Trainer {
         }
         let (trainable1, total_params) = count_params(&self.model);
         let mut test_metrics = BTreeMap::new();
+        let mut test_outputs = None;
         if let Some(m) = best_model {
             self.model = m;
             if !c.task.test_split.is_empty() {
-                test_metrics = self.evaluate(&c.task.test_split)?;
+                let (m, out) = self.evaluate(&c.task.test_split)?;
+                test_metrics = m;
+                test_outputs = Some(out);
             }
         }
         let text = c.to_toml();
@@ -719,6 +723,9 @@ impl Trainer {
                 let to_save = a.with_modules_to_save(&self.heads);
                 peftlab_adapters::save_adapter(&self.model, &to_save, &d.join("adapter"))?;
             }
+            if let Some(out) = &test_outputs {
+                crate::record::write_atomic(&d.join("test_outputs.txt"), out.as_bytes())?;
+            }
             let bytes = serde_json::to_vec_pretty(&record).map_err(other)?;
             crate::record::write_atomic(&d.join("record.json"), &bytes)?;
         }
@@ -755,9 +762,11 @@ fn start_from_saved(
 /// How to run: where to write, whether to resume, and test hooks.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Output directory (`log.jsonl`, `record.json`, `checkpoint/`, and `adapter/`: the adapter
-    /// of the best evaluation with the trained heads, in the format `peftlab predict --adapter`
-    /// and PEFT read; full fine-tuning writes none).
+    /// Output directory (`log.jsonl`, `record.json`, `checkpoint/`, `test_outputs.txt`: the
+    /// test split's outputs of the best evaluation, one line per example — generated text or
+    /// predicted class id / score — and `adapter/`: the adapter of the best evaluation with the
+    /// trained heads, in the format `peftlab predict --adapter` and PEFT read; full fine-tuning
+    /// writes none).
     pub out_dir: Option<std::path::PathBuf>,
     /// Continue from `out_dir/checkpoint` when there is one (same config only).
     pub resume: bool,

@@ -192,6 +192,10 @@ struct EvaluateArgs {
     /// Generation: most new tokens.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
+    /// With `--model`: also write the outputs to this file, one line per example (generated
+    /// text with line breaks as spaces, or the predicted class id / score).
+    #[arg(long)]
+    outputs: Option<PathBuf>,
     /// Hypotheses, one per line.
     #[arg(long)]
     hyp: Option<PathBuf>,
@@ -486,6 +490,7 @@ fn parse_column<T: std::str::FromStr>(path: &std::path::Path, what: &str) -> Res
 
 fn evaluate_model(a: &EvaluateArgs, model: &str) -> Result<()> {
     use peftlab_data::task::LabelKind;
+    use peftlab_eval::loops::output_lines;
     let task = a.task.as_deref().ok_or("--model needs --task")?;
     if task.starts_with("glue-") && a.glue_dir.is_none() {
         return Err("glue tasks need --glue-dir".into());
@@ -504,7 +509,7 @@ fn evaluate_model(a: &EvaluateArgs, model: &str) -> Result<()> {
     let (loaded, _) = open(&common, num_labels)?;
     let tok = tokenizer(&loaded)?;
     let device = Device::default();
-    let (metrics, n) = match ds.task.labels {
+    let (metrics, outputs) = match ds.task.labels {
         LabelKind::References => {
             let lm = loaded
                 .model
@@ -519,13 +524,13 @@ fn evaluate_model(a: &EvaluateArgs, model: &str) -> Result<()> {
             };
             let template = a.template.replace("\\n", "\n");
             let prompt = |x: &str| template.replace("{input}", x);
-            let (m, _) = peftlab_eval::loops::evaluate_generator(
+            let (m, out) = peftlab_eval::loops::evaluate_generator(
                 lm, tok, &ds.task, &examples, &prompt, &cfg,
             )?;
-            (m, examples.len())
+            (m, output_lines(&out))
         }
         _ => {
-            let (m, _) = peftlab_eval::loops::evaluate_classifier(
+            let (m, out) = peftlab_eval::loops::evaluate_classifier(
                 &loaded.model,
                 tok,
                 &ds.task,
@@ -534,9 +539,13 @@ fn evaluate_model(a: &EvaluateArgs, model: &str) -> Result<()> {
                 a.max_length,
                 &device,
             )?;
-            (m, examples.len())
+            (m, output_lines(&out))
         }
     };
+    let n = examples.len();
+    if let Some(file) = &a.outputs {
+        peftlab_train::record::write_atomic(file, outputs.as_bytes())?;
+    }
     let value = json!({"task": ds.task.name, "split": a.split, "examples": n, "metrics": metrics});
     emit(a.format, &value, || {
         let mut s = format!("{} {} ({n} examples)\n", ds.task.name, a.split);

@@ -424,6 +424,7 @@ fn evaluate_runs_a_model_over_a_task_split() {
         return;
     }
     let g = fixture("tiny_gpt2");
+    let outputs = std::env::temp_dir().join(format!("peftlab-eval-out-{}.txt", std::process::id()));
     let v = json(&[
         "evaluate",
         "--model",
@@ -434,6 +435,8 @@ fn evaluate_runs_a_model_over_a_task_split() {
         "4",
         "--max-new-tokens",
         "8",
+        "--outputs",
+        outputs.to_str().unwrap(),
     ]);
     assert_eq!(v["examples"], 4);
     for k in ["bleu", "nist", "meteor", "rouge_l", "cider_d", "ter"] {
@@ -442,6 +445,31 @@ fn evaluate_runs_a_model_over_a_task_split() {
             "{k}: {v}"
         );
     }
+    // `--outputs`: line i is the greedy continuation of example i's prompt
+    let lines = std::fs::read_to_string(&outputs).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    let data = peftlab_data::loaders::load_named("e2e", None).unwrap();
+    let test = &data.split("test").unwrap()[..4];
+    assert_eq!(lines.len(), test.len());
+    for (line, e) in lines.iter().zip(test) {
+        let prompt = format!("{}\n", e.text_a);
+        let generated = json(&[
+            "generate",
+            "--model",
+            g.to_str().unwrap(),
+            "--prompt",
+            &prompt,
+            "--max-new-tokens",
+            "8",
+        ]);
+        assert_eq!(
+            generated["completion"].as_str().unwrap().trim(),
+            *line,
+            "{}",
+            e.text_a
+        );
+    }
+    std::fs::remove_file(&outputs).unwrap();
 }
 
 /// `peftlab train` on the GLUE fixture: it writes the record, the log and `adapter/` (the

@@ -560,7 +560,6 @@ name = "e2e"
 max_length = 48
 train_limit = 6
 eval_limit = 3
-test_split = ""
 max_new_tokens = 4
 [adapter]
 method = "lora"
@@ -606,4 +605,31 @@ seed = 3
     let (rec2, losses2) = run();
     assert_eq!(losses, losses2);
     assert_eq!(rec.evals, rec2.evals);
+    // the test outputs are written beside the record, line i = example i, and score to the
+    // record's test metrics against the split's references
+    let out = std::env::temp_dir().join(format!("peftlab-train-nlg-{}", std::process::id()));
+    let done = Trainer::new(cfg.clone())
+        .unwrap()
+        .run(Some(&out), &mut |_| {})
+        .unwrap();
+    let text = std::fs::read_to_string(out.join("test_outputs.txt")).unwrap();
+    let hyps: Vec<&str> = text.lines().collect();
+    let data = peftlab_data::loaders::load_named("e2e", None).unwrap();
+    let refs: Vec<Vec<String>> = data.split("test").unwrap()[..3]
+        .iter()
+        .map(|e| match &e.label {
+            Some(peftlab_data::task::Label::Refs(r)) => r.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(hyps.len(), 3, "{text:?}");
+    let bleu = peftlab_eval::bleu::corpus_bleu(&hyps, &refs, false)
+        .unwrap()
+        .score;
+    assert_eq!(Some(&bleu), done.record.test_metrics.get("bleu"));
+    // TER is informative even for a random model's outputs (BLEU may be 0 for any lines)
+    let ter = peftlab_eval::ter::corpus_ter(&hyps, &refs).unwrap().score;
+    assert!(ter > 0.0);
+    assert_eq!(Some(&ter), done.record.test_metrics.get("ter"));
+    std::fs::remove_dir_all(&out).unwrap();
 }
