@@ -81,8 +81,9 @@ pub struct TaskConfig {
     /// Use only the first N evaluation examples.
     #[serde(default)]
     pub eval_limit: Option<usize>,
-    /// The split model selection evaluates on (`dev`), and the one reported at the best epoch
-    /// (`test`; empty = none).
+    /// The split model selection evaluates on (`dev`; empty = none: the evaluation points
+    /// keep only the training loss, and the model after the last step is the one tested —
+    /// with one epoch, selection has nothing to choose from).
     #[serde(default = "d_dev")]
     pub eval_split: String,
     /// The split reported at the best epoch.

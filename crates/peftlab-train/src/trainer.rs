@@ -623,7 +623,13 @@ impl Trainer {
                     || end_of_epoch
                     || step >= max_steps
                 {
-                    let (metrics, _) = self.evaluate(&c.task.eval_split)?;
+                    // no evaluation split: no model selection, the last model is tested
+                    let last_wins = c.task.eval_split.is_empty();
+                    let metrics = if last_wins {
+                        BTreeMap::new()
+                    } else {
+                        self.evaluate(&c.task.eval_split)?.0
+                    };
                     let p = EvalPoint {
                         epoch,
                         step,
@@ -634,7 +640,7 @@ impl Trainer {
                     log.write(&json!({"event": "eval", "detail": p}))?;
                     on_event(&Event::Eval(p.clone()));
                     let v = p.metrics.get(&metric).copied().unwrap_or(f64::NEG_INFINITY);
-                    if st.best.is_none_or(|(_, b)| v > b) {
+                    if last_wins || st.best.is_none_or(|(_, b)| v > b) {
                         st.best = Some((st.evals.len(), v));
                         st.best_blocks = checkpoint::block_sizes(&self.model);
                         best_model = Some(self.model.clone());

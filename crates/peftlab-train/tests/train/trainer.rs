@@ -199,6 +199,45 @@ fn same_seed_same_run_and_only_the_adapter_and_head_train() {
     std::fs::remove_dir_all(&glue).unwrap();
 }
 
+/// `task.eval_split = ""`: nothing is evaluated during training (the evaluation points keep
+/// the training loss only) and the model after the last step is the one kept and tested. On
+/// this fixture the dev accuracy ties across epochs, so the same run with selection keeps its
+/// first model: the two returned models differ, the last model's test on the dev split equals
+/// the selecting run's last dev evaluation.
+#[test]
+fn without_an_evaluation_split_the_last_model_is_tested() {
+    let glue = glue_dir("last", 48, 12);
+    let with_dev = Trainer::new(config(&glue, LORA, ""))
+        .unwrap()
+        .run(None, &mut |_| {})
+        .unwrap();
+    let mut cfg = config(&glue, LORA, "");
+    cfg.task.eval_split = String::new();
+    cfg.task.test_split = "dev".into();
+    let mut points = 0;
+    let last = Trainer::new(cfg)
+        .unwrap()
+        .run(None, &mut |e| {
+            if let Event::Eval(p) = e {
+                assert!(p.metrics.is_empty(), "{p:?}");
+                points += 1;
+            }
+        })
+        .unwrap();
+    let rec = &last.record;
+    assert_eq!(points, 3);
+    assert_eq!(rec.best, Some(2), "the last point");
+    assert!(rec.evals.iter().all(|p| p.train_loss.is_finite()));
+    assert_eq!(rec.test_metrics, with_dev.record.evals[2].metrics);
+    assert_eq!(with_dev.record.best, Some(0), "ties keep the first model");
+    assert_ne!(
+        adapter_weights(&last.model),
+        adapter_weights(&with_dev.model),
+        "the last model, not the first"
+    );
+    std::fs::remove_dir_all(&glue).unwrap();
+}
+
 #[test]
 fn base_stays_frozen_while_adapter_and_head_move() {
     let glue = glue_dir("frozen", 24, 6);
