@@ -62,7 +62,9 @@ pub enum Event {
 /// The model names [`model_path`] fetches into the cache instead of reading a path.
 pub const ZOO: [&str; 2] = ["minilm", "smollm2"];
 
-/// Resolve a model name of the fetch manifest to its path; other strings are paths.
+/// Resolve a model name of the fetch manifest (each listed in [`ZOO`], which tells
+/// [`TrainConfig::resolved_in`] not to treat it as a path) to its path; other strings are
+/// paths.
 pub fn model_path(name: &str) -> Result<std::path::PathBuf, TrainError> {
     Ok(match name {
         "minilm" => ensure("minilm", &cache_dir())?,
