@@ -9,7 +9,7 @@
 //!
 //! Tokenization is the caller's (the E2E script lowercases and tokenizes first).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::EvalError;
 use crate::bleu::py_split;
@@ -64,7 +64,9 @@ pub fn rouge_l<S: AsRef<str>, R: AsRef<str>>(
     Ok((mean, scores))
 }
 
-type Counts = HashMap<Vec<String>, f64>;
+// n-gram tables are ordered maps: the metrics sum floats over them, and a hash map's
+// per-instance random order would change the sums' last bits from call to call
+type Counts = BTreeMap<Vec<String>, f64>;
 
 fn precook(s: &str, n: usize) -> Counts {
     let w: Vec<&str> = py_split(s).collect();
@@ -96,18 +98,18 @@ pub fn cider_d<S: AsRef<str>, R: AsRef<str>>(
             "cider_d: segment {i} has no reference"
         )));
     }
-    let mut df: HashMap<&Vec<String>, f64> = HashMap::new();
+    let mut df: BTreeMap<&Vec<String>, f64> = BTreeMap::new();
     for rs in &crefs {
-        let seen: HashSet<&Vec<String>> = rs.iter().flat_map(|r| r.keys()).collect();
+        let seen: BTreeSet<&Vec<String>> = rs.iter().flat_map(|r| r.keys()).collect();
         for g in seen {
             *df.entry(g).or_insert(0.0) += 1.0;
         }
     }
     let ref_len = (crefs.len() as f64).ln();
     // tf-idf vectors per order, their norms, and the reference's "length" (bigram count)
-    type Vectors<'a> = (Vec<HashMap<&'a Vec<String>, f64>>, [f64; N], f64);
-    fn vec_of<'a>(c: &'a Counts, df: &HashMap<&Vec<String>, f64>, ref_len: f64) -> Vectors<'a> {
-        let mut vec: Vec<HashMap<&Vec<String>, f64>> = vec![HashMap::new(); N];
+    type Vectors<'a> = (Vec<BTreeMap<&'a Vec<String>, f64>>, [f64; N], f64);
+    fn vec_of<'a>(c: &'a Counts, df: &BTreeMap<&Vec<String>, f64>, ref_len: f64) -> Vectors<'a> {
+        let mut vec: Vec<BTreeMap<&Vec<String>, f64>> = vec![BTreeMap::new(); N];
         let mut norm = [0.0f64; N];
         let mut length = 0.0;
         for (g, &tf) in c {
@@ -151,8 +153,8 @@ pub fn cider_d<S: AsRef<str>, R: AsRef<str>>(
     Ok((mean, scores))
 }
 
-fn ngram_counts<'a>(t: &'a [&'a str], n: usize) -> HashMap<&'a [&'a str], usize> {
-    let mut c = HashMap::new();
+fn ngram_counts<'a>(t: &'a [&'a str], n: usize) -> BTreeMap<&'a [&'a str], usize> {
+    let mut c = BTreeMap::new();
     if t.len() >= n {
         for g in t.windows(n) {
             *c.entry(g).or_insert(0) += 1;
@@ -177,7 +179,7 @@ pub fn nist<S: AsRef<str>, R: AsRef<str>>(
         .iter()
         .map(|rs| rs.iter().map(|r| py_split(r.as_ref()).collect()).collect())
         .collect();
-    let mut freq: HashMap<&[&str], usize> = HashMap::new();
+    let mut freq: BTreeMap<&[&str], usize> = BTreeMap::new();
     let mut total_ref_words = 0usize;
     for rs in &refs {
         for r in rs {

@@ -1,6 +1,7 @@
 //! `cargo xtask reproduce <method>`: run every table of `experiments/<method>/*.toml` for a
 //! profile, skipping runs whose record holds the same config hash, then aggregate all records
-//! of the table (from every shard) into `table.md`, `table.csv`, `table.json` and plots.
+//! of the table (from every shard, and of every task and seed, also when `--tasks` or
+//! `--seeds` chose which to run) into `table.md`, `table.csv`, `table.json` and plots.
 //!
 //! Results: `docs/results/<method>/<table>/<profile>/` for the `cpu` and `paper` profiles (meant
 //! to be committed), `target/results/…` for `smoke`; `--out` overrides. Each run keeps
@@ -232,7 +233,18 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
         if a.dry_run {
             continue;
         }
-        write_outputs(spec, &a.profile, &plan, &out)?;
+        // the table shows every record of the profile, whatever `--tasks`/`--seeds` ran now
+        let whole = ReproduceArgs {
+            tasks: None,
+            seeds: None,
+            ..a.clone()
+        };
+        write_outputs(
+            spec,
+            &a.profile,
+            &plan_table(&whole, file, spec, &out)?,
+            &out,
+        )?;
         log(&format!("table: {}", out.join("table.md").display()));
     }
     Ok(())

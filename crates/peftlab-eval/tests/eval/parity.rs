@@ -296,3 +296,30 @@ fn meteor_matches_nltk() {
         );
     }
 }
+
+/// The generation metrics are the same to the last bit on every call: they sum floats over
+/// n-gram tables, and a table iterated in hash order (a new random order per map) changed
+/// CIDEr-D in its last digit between a run's record and a re-evaluation of the same outputs.
+#[test]
+fn generation_metrics_are_bitwise_deterministic() {
+    use peftlab_eval::generation::{cider_d, nist};
+    let r = refs();
+    for (i, c) in r["generation"].as_array().unwrap().iter().enumerate() {
+        let (hyps, refs) = corpus(c);
+        let first = (
+            cider_d(&hyps, &refs).unwrap(),
+            nist(&hyps, &refs, 5).unwrap(),
+        );
+        for _ in 0..20 {
+            let again = (
+                cider_d(&hyps, &refs).unwrap(),
+                nist(&hyps, &refs, 5).unwrap(),
+            );
+            assert_eq!(first.0.0.to_bits(), again.0.0.to_bits(), "case {i} cider_d");
+            for (a, b) in first.0.1.iter().zip(&again.0.1) {
+                assert_eq!(a.to_bits(), b.to_bits(), "case {i} cider_d segment");
+            }
+            assert_eq!(first.1.to_bits(), again.1.to_bits(), "case {i} nist");
+        }
+    }
+}

@@ -529,3 +529,50 @@ fn line_plots_tell_rows_by_colour_and_tasks_by_dash() {
     );
     assert!(!svg.contains("288.0"), "no decimals for a range of 214");
 }
+
+/// `--tasks` chooses which runs to train, not what the table shows: aggregating after a
+/// `--tasks webnlg` pass over the committed MTLoRA NLG records keeps the E2E column (the table
+/// once lost it that way) and counts all 30 records.
+#[test]
+fn a_task_filter_does_not_drop_other_tasks_from_the_table() {
+    let src = root().join("docs/results/mtlora/nlg/cpu/runs");
+    let out = std::env::temp_dir().join(format!("peftlab-filter-{}", std::process::id()));
+    let runs = out.join("mtlora/nlg/cpu/runs");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let from = entry.unwrap().path();
+        let to = runs.join(from.file_name().unwrap());
+        std::fs::create_dir_all(&to).unwrap();
+        for name in ["record.json", "log.jsonl"] {
+            std::fs::copy(from.join(name), to.join(name)).unwrap();
+        }
+    }
+    let args = ReproduceArgs {
+        method: "mtlora".into(),
+        profile: "cpu".into(),
+        root: root(),
+        out: Some(out.clone()),
+        tasks: Some(vec!["webnlg".into()]),
+        ..Default::default()
+    };
+    // nothing may be left to train: the test must aggregate, never start a run
+    let (file, spec) = peftlab_train::reproduce::specs(&root(), "mtlora")
+        .unwrap()
+        .into_iter()
+        .find(|(f, _)| f.ends_with("nlg.toml"))
+        .unwrap();
+    let planned = plan_table(&args, &file, &spec, &out.join("mtlora/nlg/cpu")).unwrap();
+    assert!(
+        planned.iter().all(table::done),
+        "a committed record is stale"
+    );
+    let mut lines = Vec::new();
+    peftlab_train::reproduce::reproduce(&args, &mut |l| lines.push(l.to_string())).unwrap();
+    let md = std::fs::read_to_string(out.join("mtlora/nlg/cpu/table.md")).unwrap();
+    assert!(
+        md.contains("e2e (bleu)") && md.contains("webnlg (bleu)"),
+        "{md}"
+    );
+    assert!(md.contains("30 run records of 30 planned"), "{md}");
+    assert!(lines.iter().any(|l| l.contains("0 to run")), "{lines:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
