@@ -82,10 +82,19 @@ impl AdapterConfig {
     /// an unchanged config produces, so that run records of the old code are not mistaken for
     /// runs of the current one (`peftlab-train` stores it in each record and retrains on a
     /// mismatch). History: AdaLoRA 2 — the orthogonality regularizer divided by `M` matrices
-    /// instead of PEFT's `2M` tensors (twice PEFT's weight). Every other method: 1.
+    /// instead of PEFT's `2M` tensors (twice PEFT's weight); AdaLoRA 3 and TriAdaptLoRA with
+    /// sensitivity importance 2 — the sensitivity `|w · g|` is taken after the optimizer step
+    /// from the step's accumulated, clipped gradient, as PEFT's loop does (before: the weights
+    /// before the step and the last micro-batch's unclipped gradient). Every other method
+    /// (and TriAdaptLoRA with Frobenius importance, which reads no gradient): 1.
     pub fn revision(&self) -> u32 {
         match self {
-            AdapterConfig::Adalora(_) => 2,
+            AdapterConfig::Adalora(_) => 3,
+            AdapterConfig::Triadaptlora(c)
+                if c.importance == crate::triadapt::TriImportance::Sensitivity =>
+            {
+                2
+            }
             _ => 1,
         }
     }

@@ -7,7 +7,28 @@
 use std::collections::HashMap;
 
 use burn::module::Param;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
+
+/// Where `∂L/∂w` of a parameter is read from: the [`Gradients`] of one backward pass, or the
+/// [`GradientsParams`] a training loop accumulated (and clipped) for its optimizer step.
+pub trait GradSource {
+    /// The gradient of `param` (`[rows, cols]`, on the parameter's device, without autodiff),
+    /// if it has one.
+    fn grad_of(&self, param: &Param<Tensor<2>>) -> Option<Tensor<2>>;
+}
+
+impl GradSource for Gradients {
+    fn grad_of(&self, param: &Param<Tensor<2>>) -> Option<Tensor<2>> {
+        param.val().grad(self)
+    }
+}
+
+impl GradSource for GradientsParams {
+    fn grad_of(&self, param: &Param<Tensor<2>>) -> Option<Tensor<2>> {
+        self.get::<2>(param.id)
+    }
+}
 
 /// EMA state by key: `(shape, sensitivity Ī, uncertainty Ū)`, for checkpoints.
 pub type EmaState = std::collections::BTreeMap<String, ([usize; 2], Vec<f32>, Vec<f32>)>;
@@ -36,11 +57,16 @@ impl SensitivityEma {
         }
     }
 
-    /// Fold in `I = |w · g|` of the parameter `param` under `key`, if it has a gradient in
-    /// `grads`. Returns whether it had one.
-    pub fn observe(&mut self, key: String, param: &Param<Tensor<2>>, grads: &Gradients) -> bool {
+    /// Fold in `I = |w · g|` of the parameter `param` (its current value) under `key`, if it
+    /// has a gradient in `grads`. Returns whether it had one.
+    pub fn observe<G: GradSource + ?Sized>(
+        &mut self,
+        key: String,
+        param: &Param<Tensor<2>>,
+        grads: &G,
+    ) -> bool {
         let w = param.val();
-        let Some(g) = w.grad(grads) else {
+        let Some(g) = grads.grad_of(param) else {
             return false;
         };
         let imp = (w.without_autodiff() * g).abs();

@@ -2,9 +2,10 @@
 //!
 //! Per optimizer step: `grad_accum` micro-batches (each: dropout RNG seeded from the run seed and
 //! the micro-batch index, forward, loss / `grad_accum` + the method's orthogonality regularizer,
-//! backward), AdaLoRA's sensitivity update from the last micro-batch's gradients, global-norm
-//! clipping, AdamW with the scheduled learning rate, then the method's rank allocator
-//! (TriAdaptLoRA growth, AdaLoRA masking). Evaluation after every epoch (and every
+//! backward), global-norm clipping, AdamW with the scheduled learning rate, then the
+//! sensitivity update of AdaLoRA (and of TriAdaptLoRA's sensitivity ablation) from the step's
+//! accumulated, clipped gradients and the updated weights (PEFT's order), then the method's
+//! rank allocator (TriAdaptLoRA growth, AdaLoRA masking). Evaluation after every epoch (and every
 //! `eval_every` steps) on the evaluation split; the best evaluation by the task's first metric
 //! selects the weights whose test-split metrics are reported.
 
@@ -532,7 +533,7 @@ impl Trainer {
                 let t0 = Instant::now();
                 let mut acc: Option<GradientsParams> = None;
                 let mut step_loss = 0.0;
-                for (mi, batch_idx) in group.iter().enumerate() {
+                for batch_idx in group.iter() {
                     st.micro_index += 1;
                     let (mut loss, n_items) =
                         self.micro_loss(batch_idx, st.micro_index, c.optim.label_smoothing)?;
@@ -550,14 +551,6 @@ impl Trainer {
                         loss = loss + r;
                     }
                     let grads = (loss / group.len() as f64).backward();
-                    if mi + 1 == group.len() {
-                        if let Some(a) = &mut self.alloc.ada {
-                            a.update(&self.model, &grads)?;
-                        }
-                        if let Some(t) = &mut self.alloc.tri {
-                            t.update(&self.model, &grads);
-                        }
-                    }
                     let gp = GradientsParams::from_grads(grads, &self.model);
                     st.seen += n_items;
                     acc = Some(match acc {
@@ -586,7 +579,21 @@ impl Trainer {
                         lr
                     }
                 };
+                // the sensitivity allocators read the step's gradient as the optimizer applies
+                // it (accumulated, clipped) against the updated weights, as PEFT's
+                // `update_and_allocate` after `optimizer.step()` does
+                let needs_grads = self.alloc.ada.is_some()
+                    || self.alloc.tri.as_ref().is_some_and(|t| t.needs_gradients());
+                let seen_grads = needs_grads.then(|| scaled_copy(&self.model, &grads, scale));
                 self.model = self.opt.step_with(self.model, grads, &lr_of, scale);
+                if let Some(g) = &seen_grads {
+                    if let Some(a) = &mut self.alloc.ada {
+                        a.update(&self.model, g)?;
+                    }
+                    if let Some(t) = &mut self.alloc.tri {
+                        t.update(&self.model, g);
+                    }
+                }
                 st.step += 1;
                 st.group_in_epoch += 1;
                 let step = st.step;
@@ -801,6 +808,33 @@ fn path_has_module(path: &str, module: &str) -> bool {
 }
 
 /// `a + b` for the gradients of every parameter of `module`.
+/// The 2-D gradients of `grads` times `scale`, for reading after the optimizer consumed them.
+fn scaled_copy<M: Module>(module: &M, grads: &GradientsParams, scale: f64) -> GradientsParams {
+    use burn::module::{ModuleVisitor, Param};
+    struct Copy<'x> {
+        from: &'x GradientsParams,
+        to: GradientsParams,
+        scale: f64,
+    }
+    impl ModuleVisitor for Copy<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D == 2
+                && let Some(g) = self.from.get::<D>(param.id)
+            {
+                let g = if self.scale == 1.0 { g } else { g * self.scale };
+                self.to.register::<D>(param.id, g);
+            }
+        }
+    }
+    let mut c = Copy {
+        from: grads,
+        to: GradientsParams::new(),
+        scale,
+    };
+    module.visit(&mut c);
+    c.to
+}
+
 fn add_grads<M: Module>(
     module: &M,
     mut a: GradientsParams,

@@ -23,7 +23,7 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
-use burn::tensor::{DType, Device, Gradients, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use peftlab_linalg::init::{Fill, SeededRng};
 use peftlab_linalg::regularize::{OrthNorm, orthogonality_penalty};
 
@@ -174,7 +174,7 @@ pub fn budget(
 }
 
 pub use crate::sensitivity::EmaState;
-use crate::sensitivity::SensitivityEma;
+use crate::sensitivity::{GradSource, SensitivityEma};
 
 /// AdaLoRA's rank allocator: [`AdaLoraAllocator::update`] after every backward (needs the
 /// gradients), [`AdaLoraAllocator::mask`] after every optimizer step.
@@ -258,11 +258,13 @@ impl AdaLoraAllocator {
         )
     }
 
-    /// Update the sensitivity/uncertainty EMAs from the gradients of the last backward.
-    pub fn update<M: AdapterHost>(
+    /// Update the sensitivity/uncertainty EMAs from `grads` and the parameters' current values.
+    /// PEFT's loop calls `update_and_allocate` after `optimizer.step()`, with the step's
+    /// accumulated, clipped `.grad` and the updated weights; `peftlab-train` does the same.
+    pub fn update<M: AdapterHost, G: GradSource + ?Sized>(
         &mut self,
         model: &M,
-        grads: &Gradients,
+        grads: &G,
     ) -> Result<(), AdapterError> {
         model.for_each_linear("", &mut |p, l| {
             let Some(Adapter::AdaLora(a)) = &l.adapter else {

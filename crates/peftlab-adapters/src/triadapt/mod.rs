@@ -43,7 +43,7 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
-use burn::tensor::{DType, Device, Gradients, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use peftlab_linalg::init::{Fill, SeededRng};
 use peftlab_linalg::regularize::{
     FrobeniusImportance, OrthNorm, normalized_frobenius, orthogonality_penalty,
@@ -51,7 +51,7 @@ use peftlab_linalg::regularize::{
 use peftlab_linalg::strips::{StripInit, TriangularStrips};
 
 use crate::linear::Adapter;
-use crate::sensitivity::{EmaState, SensitivityEma};
+use crate::sensitivity::{EmaState, GradSource, SensitivityEma};
 use crate::target::ModuleSelector;
 use crate::{AdapterError, AdapterHost};
 
@@ -512,9 +512,10 @@ impl TriAdaptAllocator {
         self.config.importance == TriImportance::Sensitivity
     }
 
-    /// Fold the gradients of the last backward into the sensitivity EMAs (a no-op for the
-    /// Frobenius importance).
-    pub fn update<M: AdapterHost>(&mut self, model: &M, grads: &Gradients) {
+    /// Fold `grads` and the parameters' current values into the sensitivity EMAs (a no-op for
+    /// the Frobenius importance); `peftlab-train` calls it after the optimizer step, as PEFT's
+    /// loop calls AdaLoRA's.
+    pub fn update<M: AdapterHost, G: GradSource + ?Sized>(&mut self, model: &M, grads: &G) {
         if !self.needs_gradients() {
             return;
         }

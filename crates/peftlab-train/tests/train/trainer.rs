@@ -672,3 +672,110 @@ seed = 3
     assert_eq!(Some(&ter), done.record.test_metrics.get("ter"));
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+const ADA: &str = r#"[adapter]
+method = "adalora"
+init_r = 4
+target_r = 2
+lora_alpha = 8.0
+lora_dropout = 0.0
+tinit = 1
+tfinal = 1
+delta_t = 1
+target_modules = ["query", "value"]"#;
+
+/// AdaLoRA's sensitivity EMAs after the first optimizer step, as the checkpoint holds them,
+/// and the step's gradient norm from the log.
+fn ada_first_step(
+    glue: &Path,
+    tag: &str,
+    batch: usize,
+    accum: usize,
+    clip: f64,
+    lr: f64,
+) -> (peftlab_adapters::sensitivity::EmaState, f64) {
+    use peftlab_train::{RunOptions, TrainError};
+    let mut cfg = config(glue, ADA, "bucket_by_length = false\n");
+    cfg.train.batch_size = batch;
+    cfg.optim.grad_accum = accum;
+    cfg.optim.max_grad_norm = Some(clip);
+    // no warm-up: the first step must move the weights
+    cfg.optim.warmup_ratio = 0.0;
+    cfg.optim.lr = lr;
+    let out = std::env::temp_dir().join(format!("peftlab-ada-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let stopped = Trainer::new(cfg).unwrap().run_with(
+        &RunOptions {
+            out_dir: Some(out.clone()),
+            stop_after: Some(1),
+            ..Default::default()
+        },
+        &mut |_| {},
+    );
+    assert!(matches!(stopped, Err(TrainError::Stopped { step: 1 })));
+    let saved = peftlab_train::checkpoint::load(&out).unwrap().unwrap();
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let norm = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["event"] == "step")
+        .unwrap()["grad_norm"]
+        .as_f64()
+        .unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    (saved.ema, norm)
+}
+
+/// AdaLoRA's sensitivity `|w · g|` is read as PEFT's loop reads it (`update_and_allocate` after
+/// `optimizer.step()`): from the weights after the step — so `λ` (`E`, zero before the first
+/// step) already has a sensitivity after it — and from the step's whole gradient, accumulated
+/// over micro-batches and clipped. Two micro-batches of 4 give the EMAs of one batch of 8 (to
+/// f32 rounding over different padding: 1e-3 of the largest entry); with the weights held
+/// (lr 0), clipping to `c` scales every EMA of `A` and `B` by `c / (‖g‖ + 1e-6)` (to 1e-4). The
+/// old reading (weights before the step, the last micro-batch, unclipped) fails all three.
+#[test]
+fn adalora_sensitivity_uses_the_updated_weights_and_the_whole_clipped_gradient() {
+    let glue = glue_dir("adasens", 32, 8);
+    let (one, _) = ada_first_step(&glue, "one", 8, 1, 0.0, 0.02);
+    let (two, _) = ada_first_step(&glue, "two", 4, 2, 0.0, 0.02);
+    let (held, norm) = ada_first_step(&glue, "held", 8, 1, 0.0, 0.0);
+    let clip = norm / 10.0;
+    let (clipped, _) = ada_first_step(&glue, "clip", 8, 1, clip, 0.0);
+    let scale = (clip / (norm + 1e-6)) as f32;
+    assert!(!one.is_empty());
+    let mut e_entries = 0;
+    for (key, (_, s1, _)) in &one {
+        let peak = s1.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(peak > 0.0, "{key}: no sensitivity");
+        if key.ends_with(".E") {
+            e_entries += s1.len();
+            assert!(
+                s1.iter().all(|&v| v > 0.0),
+                "{key}: λ without sensitivity: {s1:?}"
+            );
+        } else {
+            let (h, c) = (&held[key].1, &clipped[key].1);
+            let hpeak = h.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(hpeak > 0.0, "{key}");
+            for (i, (&u, &v)) in h.iter().zip(c).enumerate() {
+                let want = u * scale;
+                assert!(
+                    (v - want).abs() <= 1e-4 * hpeak * scale,
+                    "{key}[{i}]: clipped {v} vs {want}"
+                );
+            }
+        }
+        for (i, (&a, &b)) in s1.iter().zip(&two[key].1).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-3 * peak,
+                "{key}[{i}]: accumulated {b} vs {a}"
+            );
+        }
+    }
+    assert!(
+        e_entries > 0,
+        "no λ among {:?}",
+        one.keys().collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&glue).unwrap();
+}
