@@ -807,16 +807,15 @@ fn path_has_module(path: &str, module: &str) -> bool {
     parts.windows(m.len()).any(|w| w == m.as_slice())
 }
 
-/// `a + b` for the gradients of every parameter of `module`.
 /// The 2-D gradients of `grads` times `scale`, for reading after the optimizer consumed them.
 fn scaled_copy<M: Module>(module: &M, grads: &GradientsParams, scale: f64) -> GradientsParams {
     use burn::module::{ModuleVisitor, Param};
-    struct Copy<'x> {
+    struct Scaled<'x> {
         from: &'x GradientsParams,
         to: GradientsParams,
         scale: f64,
     }
-    impl ModuleVisitor for Copy<'_> {
+    impl ModuleVisitor for Scaled<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if D == 2
                 && let Some(g) = self.from.get::<D>(param.id)
@@ -826,7 +825,7 @@ fn scaled_copy<M: Module>(module: &M, grads: &GradientsParams, scale: f64) -> Gr
             }
         }
     }
-    let mut c = Copy {
+    let mut c = Scaled {
         from: grads,
         to: GradientsParams::new(),
         scale,
@@ -835,6 +834,7 @@ fn scaled_copy<M: Module>(module: &M, grads: &GradientsParams, scale: f64) -> Gr
     c.to
 }
 
+/// `a + b` for the gradients of every parameter of `module`.
 fn add_grads<M: Module>(
     module: &M,
     mut a: GradientsParams,

@@ -10,7 +10,9 @@
 //!
 //! Importance (per entry): `I = |w · ∂L/∂w|`, `Ī ← β₁ Ī + (1−β₁) I`,
 //! `Ū ← β₂ Ū + (1−β₂) |I − Ī|`, `s(w) = Ī · Ū`; triplet score
-//! `S_i = s(λ_i) + mean_j s(P_ji) + mean_j s(Q_ij)`.
+//! `S_i = s(λ_i) + mean_j s(P_ji) + mean_j s(Q_ij)`; `w` is the weight after the optimizer step
+//! and `∂L/∂w` the gradient that step applied (accumulated, clipped), as PEFT's loop calls
+//! `update_and_allocate` after `optimizer.step()` ([`AdaLoraAllocator::update`] takes either).
 //! Budget (total rank): `b(t) = b₀` for `t < t_i`;
 //! `b_T + (b₀ − b_T)(1 − (t − t_i)/(T − t_i − t_f))³` for `t_i ≤ t < T − t_f`; `b_T` after
 //! (peft's form). Every `ΔT` steps the `b₀ − b(t)` lowest-scoring triplets get `λ = 0`; masked

@@ -104,7 +104,8 @@ fn identical_runs_are_found_in_other_tables() {
 /// A record counts as a finished run of a config only if it was written by the current
 /// revision of the method's implementation: a LoRA record without `method_revision` (older
 /// records) is revision 1 and finished; the same record made over into an AdaLoRA run (revision
-/// 2, after the regularizer fix) is finished only once it states revision 2.
+/// 3, after the regularizer and the sensitivity-timing fixes) is finished only once it states
+/// revision 3; TriAdaptLoRA is revision 2 with sensitivity importance, 1 without.
 #[test]
 fn records_of_an_older_method_revision_are_not_finished() {
     let results = root().join("docs/results");
@@ -147,8 +148,14 @@ fn records_of_an_older_method_revision_are_not_finished() {
     rec["config_hash"] = peftlab_train::record::hash_hex(&ada_toml).into();
     write(&rec);
     assert!(
+        !table::finished_in(&dir, &ada.config),
+        "an AdaLoRA record of revision 2"
+    );
+    rec["versions"]["method_revision"] = "3".into();
+    write(&rec);
+    assert!(
         table::finished_in(&dir, &ada.config),
-        "AdaLoRA at revision 2"
+        "AdaLoRA at revision 3"
     );
     rec["versions"]
         .as_object_mut()
@@ -159,6 +166,24 @@ fn records_of_an_older_method_revision_are_not_finished() {
         !table::finished_in(&dir, &ada.config),
         "an AdaLoRA record of revision 1"
     );
+    for (row, revision) in [
+        ("TriAdaptLoRA linear", 1),
+        ("TriAdaptLoRA linear, sensitivity", 2),
+    ] {
+        let run = runs.iter().find(|r| r.row == row).unwrap();
+        let toml = run.config.to_toml();
+        rec["config"] = toml.clone().into();
+        rec["config_hash"] = peftlab_train::record::hash_hex(&toml).into();
+        for stated in 1..=3 {
+            rec["versions"]["method_revision"] = stated.to_string().into();
+            write(&rec);
+            assert_eq!(
+                table::finished_in(&dir, &run.config),
+                stated == revision,
+                "{row} stated {stated}"
+            );
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
