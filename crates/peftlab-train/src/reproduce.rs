@@ -234,17 +234,17 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
             continue;
         }
         // the table shows every record of the profile, whatever `--tasks`/`--seeds` ran now
-        let whole = ReproduceArgs {
-            tasks: None,
-            seeds: None,
-            ..a.clone()
+        let whole = if a.tasks.is_none() && a.seeds.is_none() {
+            plan
+        } else {
+            let unfiltered = ReproduceArgs {
+                tasks: None,
+                seeds: None,
+                ..a.clone()
+            };
+            plan_table(&unfiltered, file, spec, &out)?
         };
-        write_outputs(
-            spec,
-            &a.profile,
-            &plan_table(&whole, file, spec, &out)?,
-            &out,
-        )?;
+        write_outputs(spec, &a.profile, &whole, &out)?;
         log(&format!("table: {}", out.join("table.md").display()));
     }
     Ok(())
