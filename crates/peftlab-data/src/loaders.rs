@@ -19,7 +19,7 @@
 //! [`Dataset::skipped`] with its reason.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -369,6 +369,7 @@ pub fn glue(dir: &Path, task: &str) -> Result<Dataset, DataError> {
         test,
         extra,
         skipped,
+        provenance: None,
     })
 }
 
@@ -388,8 +389,17 @@ fn jsonl(path: &Path) -> Result<Vec<Value>, DataError> {
         .collect()
 }
 
-fn artifact_dir(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
-    crate::fetch::ensure(name, cache)
+/// The manifest artifact each fetched task reads, and the normalized files it reads from it.
+pub fn task_files(task: &str) -> Option<(&'static str, &'static [&'static str])> {
+    Some(match task {
+        "mr2" | "mr-score" => ("mr", &["snippets.jsonl"]),
+        "boolq" => ("boolq", &["combined.jsonl", "dev.jsonl"]),
+        "vitaminc" => ("bigbench", &["vitaminc.jsonl"]),
+        "trec" => ("trec", &["questions.jsonl"]),
+        "e2e" => ("bigbench", &["e2e_nlg.jsonl"]),
+        "webnlg" => ("bigbench", &["webnlg_en.jsonl"]),
+        _ => return None,
+    })
 }
 
 fn str_field<'a>(v: &'a Value, key: &str, path: &Path, line: usize) -> Result<&'a str, DataError> {
@@ -418,7 +428,9 @@ fn split3(seed: u64, rows: Vec<(String, Example)>, train: f64, dev: f64) -> [Vec
 }
 
 /// A task by name: `glue-<task>` (a GLUE directory) or one of [`PAPER_NLG_TASKS`] from
-/// `data_dir`, else a fetched task ([`load`]).
+/// `data_dir`, else a fetched task: from `data_dir` when given (a directory holding the
+/// artifact's normalized files, e.g. a committed slice: [`load_dir`]), else from the cache
+/// ([`load`]).
 pub fn load_named(task: &str, data_dir: Option<&Path>) -> Result<Dataset, DataError> {
     let dir = || {
         data_dir.ok_or_else(|| {
@@ -430,7 +442,10 @@ pub fn load_named(task: &str, data_dir: Option<&Path>) -> Result<Dataset, DataEr
     match task.strip_prefix("glue-") {
         Some(t) => glue(dir()?, t),
         None if PAPER_NLG_TASKS.contains(&task) => paper_nlg(dir()?, task),
-        None => load(task),
+        None => match data_dir {
+            Some(d) => load_dir(task, d),
+            None => load(task),
+        },
     }
 }
 
@@ -483,6 +498,7 @@ pub fn paper_nlg(dir: &Path, task: &str) -> Result<Dataset, DataError> {
         test: test?,
         extra: BTreeMap::new(),
         skipped: BTreeMap::new(),
+        provenance: None,
     })
 }
 
@@ -491,12 +507,41 @@ pub fn load(task: &str) -> Result<Dataset, DataError> {
     load_from(task, &cache_dir())
 }
 
-/// [`load`] from a given cache directory.
+/// [`load`] from a given cache directory (the artifact is fetched when it is not there).
 pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
+    let (artifact, _) = task_files(task).ok_or_else(|| unknown_task(task))?;
+    let dir = crate::fetch::ensure(artifact, cache)?;
+    let a = crate::fetch::artifact(artifact)?;
+    load_files(task, &dir, crate::fetch::origin(&a, cache))
+}
+
+/// A fetched task read from `dir`, a directory with the normalized files of its artifact
+/// ([`task_files`]; e.g. a slice committed to the repository), split as the fetched task.
+pub fn load_dir(task: &str, dir: &Path) -> Result<Dataset, DataError> {
+    task_files(task).ok_or_else(|| unknown_task(task))?;
+    load_files(task, dir, format!("directory {}", dir.display()))
+}
+
+fn unknown_task(task: &str) -> DataError {
+    DataError::Manifest(format!(
+        "unknown task {task:?} (fetched: {}; GLUE: glue(dir, task))",
+        FETCHED_TASKS.join(", ")
+    ))
+}
+
+/// The E2E split by meaning representation of `n` MRs: the 170 / 21 / 22 of the GEM sample's
+/// 213, in proportion for fewer (a slice), as `(train, train + dev)`.
+pub fn e2e_split_sizes(n: usize) -> (usize, usize) {
+    (n * 170 / 213, n * 191 / 213)
+}
+
+fn load_files(task: &str, dir: &Path, source: String) -> Result<Dataset, DataError> {
+    let (_, files) = task_files(task).ok_or_else(|| unknown_task(task))?;
+    let provenance = crate::fetch::provenance(source, dir, files)?;
     let mut skipped = BTreeMap::new();
     let (spec_, [train, dev, test]) = match task {
         "mr2" | "mr-score" => {
-            let p = artifact_dir("mr", cache)?.join("snippets.jsonl");
+            let p = dir.join("snippets.jsonl");
             let mut rows = Vec::new();
             for (i, v) in jsonl(&p)?.into_iter().enumerate() {
                 let id = str_field(&v, "id", &p, i + 1)?.to_string();
@@ -546,7 +591,7 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
             (s, split3(13, rows, 0.8, 0.1))
         }
         "boolq" => {
-            let d = artifact_dir("boolq", cache)?;
+            let d = dir;
             let dev_rows = jsonl(&d.join("dev.jsonl"))?;
             let key = |v: &Value| {
                 format!(
@@ -620,7 +665,7 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
             )
         }
         "vitaminc" => {
-            let p = artifact_dir("bigbench", cache)?.join("vitaminc.jsonl");
+            let p = dir.join("vitaminc.jsonl");
             let names = ["True", "False", "Neither"];
             let mut rows = Vec::new();
             for (i, v) in jsonl(&p)?.into_iter().enumerate() {
@@ -653,7 +698,7 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
             )
         }
         "trec" => {
-            let p = artifact_dir("trec", cache)?.join("questions.jsonl");
+            let p = dir.join("questions.jsonl");
             let names = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"];
             let mut rows = Vec::new();
             let mut seen = HashSet::new();
@@ -696,7 +741,7 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
             } else {
                 "webnlg_en.jsonl"
             };
-            let p = artifact_dir("bigbench", cache)?.join(file);
+            let p = dir.join(file);
             // one example per input with all its references (E2E lists each reference as a row)
             let mut by_input: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (i, v) in jsonl(&p)?.into_iter().enumerate() {
@@ -728,8 +773,9 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
                 // by meaning representation: 170 / 21 / 22 MRs, seeded order
                 let mut ex = examples;
                 shuffle(&mut ex, 29);
-                let test = ex.split_off(191.min(ex.len()));
-                let dev = ex.split_off(170.min(ex.len()));
+                let (n_train, n_train_dev) = e2e_split_sizes(ex.len());
+                let test = ex.split_off(n_train_dev);
+                let dev = ex.split_off(n_train);
                 (
                     spec(
                         "e2e",
@@ -759,12 +805,7 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
                 )
             }
         }
-        other => {
-            return Err(DataError::Manifest(format!(
-                "unknown task {other:?} (fetched: {}; GLUE: glue(dir, task))",
-                FETCHED_TASKS.join(", ")
-            )));
-        }
+        other => return Err(unknown_task(other)),
     };
     Ok(Dataset {
         task: spec_,
@@ -773,6 +814,7 @@ pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
         test,
         extra: BTreeMap::new(),
         skipped,
+        provenance: Some(provenance),
     })
 }
 

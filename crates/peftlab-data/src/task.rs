@@ -83,6 +83,10 @@ pub struct Dataset {
     pub extra: BTreeMap<String, Vec<Example>>,
     /// Rows not used, by reason, with counts (nothing is dropped silently).
     pub skipped: BTreeMap<String, usize>,
+    /// Where a fetched task's data came from and the sha256 of each file read (`None` for data
+    /// from a user's directory in another format: GLUE, the papers' NLG files).
+    #[serde(default)]
+    pub provenance: Option<crate::fetch::Provenance>,
 }
 
 impl Dataset {

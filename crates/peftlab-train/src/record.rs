@@ -64,6 +64,11 @@ pub struct RunRecord {
     pub peak_rss_mib: Option<f64>,
     /// Rank-allocation events (TriAdaptLoRA growth, AdaLoRA budgets): free-form JSON values.
     pub allocations: Vec<serde_json::Value>,
+    /// Where the task's data came from (the manifest source or directory) and the sha256 of
+    /// each file read; `None` for a user's GLUE or NLG directory and for records written before
+    /// data provenance was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<peftlab_data::fetch::Provenance>,
 }
 
 /// The revision of the implementation of `config`'s method

@@ -396,6 +396,31 @@ pub struct Cell {
     pub paper: Option<f64>,
     /// Trainable parameters (first seed's record, at the end of training).
     pub trainable_params: usize,
+    /// What the cell's records say they were trained on ([`data_description`]), with how many
+    /// records say it.
+    #[serde(default)]
+    pub data: BTreeMap<String, usize>,
+}
+
+/// One line naming a record's data: its source and the sha256 (first 12 hex digits) of each
+/// file read; for records written before runs stored their data, where to look instead.
+pub fn data_description(rec: &RunRecord) -> String {
+    match &rec.data {
+        Some(d) => {
+            let files: Vec<String> = d
+                .files
+                .iter()
+                .map(|(f, h)| format!("{f} sha256 {}…", &h[..h.len().min(12)]))
+                .collect();
+            format!("{}: {}", d.source, files.join(", "))
+        }
+        None => format!(
+            "not recorded (the record predates data provenance; the source is the manifest at its commit {})",
+            rec.git_commit
+                .as_deref()
+                .map_or("(unknown)", |c| &c[..c.len().min(7)])
+        ),
+    }
 }
 
 /// Mean, sample std and median of `v` (non-empty).
@@ -459,8 +484,10 @@ pub fn aggregate(spec: &TableSpec, runs: &[PlannedRun]) -> Result<Vec<Cell>, Tra
                 median: 0.0,
                 paper: row.and_then(|r| r.paper.get(&run.task).copied()),
                 trainable_params: rec.trainable_params.1,
+                data: BTreeMap::new(),
             });
         cell.values.insert(run.seed, value);
+        *cell.data.entry(data_description(&rec)).or_insert(0) += 1;
     }
     let mut out: Vec<Cell> = cells.into_values().collect();
     for c in &mut out {
@@ -520,12 +547,35 @@ pub fn markdown(spec: &TableSpec, profile: &str, cells: &[Cell]) -> String {
         s += "\n";
     }
     s += &paired_section(spec, cells, &tasks);
+    s += &data_section(cells, &tasks);
     let _ = write!(s, "\nPaper values: {}\n", spec.source);
     if !p.note.is_empty() {
         let _ = write!(s, "\nProfile: {}\n", p.note);
     }
     if !spec.protocol.is_empty() {
         let _ = write!(s, "\nProtocol: {}\n", spec.protocol);
+    }
+    s
+}
+
+/// Per task, what its records say they were trained on (every distinct description, with the
+/// number of records), so a table names exactly its data.
+fn data_section(cells: &[Cell], tasks: &[&String]) -> String {
+    let mut s = String::from("\nData (from the run records):\n");
+    for t in tasks {
+        let mut all: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in cells.iter().filter(|c| &c.task == *t) {
+            for (d, n) in &c.data {
+                *all.entry(d.as_str()).or_insert(0) += n;
+            }
+        }
+        for (d, n) in all {
+            let _ = writeln!(
+                s,
+                "- {t}: {d} ({n} record{})",
+                if n == 1 { "" } else { "s" }
+            );
+        }
     }
     s
 }

@@ -217,7 +217,11 @@ impl Trainer {
         let resolved = config.resolved_in(base);
         let c = &resolved;
         let dir = c.task.data_dir.as_deref().or(c.task.glue_dir.as_deref());
-        let data = load_named(&c.task.name, dir)?;
+        let mut data = load_named(&c.task.name, dir)?;
+        // records name a data directory as the config wrote it, not where this checkout lies
+        if let (Some(p), Some(written)) = (data.provenance.as_mut(), &config.task.data_dir) {
+            p.source = format!("directory {}", written.display());
+        }
         let num_labels = data.num_labels();
         let device = Device::default().autodiff();
         let opts = LoadOptions {
@@ -730,6 +734,7 @@ impl Trainer {
             wall_s: start.elapsed().as_secs_f64(),
             peak_rss_mib: peak_rss_mib(),
             allocations: st.allocations,
+            data: self.data.provenance.clone(),
         };
         if let Some(d) = out_dir {
             // the adapter of the best evaluation, with the trained heads (PEFT's

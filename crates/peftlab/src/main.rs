@@ -164,13 +164,15 @@ struct EvaluateArgs {
     /// Adapter directory for `--model`.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Task for `--model`: a fetched task (mr2, mr-score, boolq, vitaminc, trec, e2e, webnlg) or
-    /// `glue-<task>` with `--glue-dir`.
+    /// Task for `--model`: a fetched task (mr2, mr-score, boolq, vitaminc, trec, e2e, webnlg),
+    /// `glue-<task>` or one of the papers' NLG tasks (e2e-official, dart) with `--data-dir`.
     #[arg(long)]
     task: Option<String>,
-    /// GLUE directory for `glue-<task>`.
-    #[arg(long)]
-    glue_dir: Option<PathBuf>,
+    /// The task's data directory: a GLUE directory for `glue-<task>`, your copy of the papers'
+    /// files for e2e-official / dart, or a directory with a fetched task's normalized files
+    /// (e.g. a committed slice, `crates/peftlab-data/slices/boolq`) instead of the cache.
+    #[arg(long = "data-dir", alias = "glue-dir")]
+    data_dir: Option<PathBuf>,
     /// Split: train, dev or test.
     #[arg(long, default_value = "test")]
     split: String,
@@ -492,10 +494,10 @@ fn evaluate_model(a: &EvaluateArgs, model: &str) -> Result<()> {
     use peftlab_data::task::LabelKind;
     use peftlab_eval::loops::output_lines;
     let task = a.task.as_deref().ok_or("--model needs --task")?;
-    if task.starts_with("glue-") && a.glue_dir.is_none() {
-        return Err("glue tasks need --glue-dir".into());
+    if task.starts_with("glue-") && a.data_dir.is_none() {
+        return Err("glue tasks need --data-dir (the GLUE directory)".into());
     }
-    let ds = peftlab_data::loaders::load_named(task, a.glue_dir.as_deref())?;
+    let ds = peftlab_data::loaders::load_named(task, a.data_dir.as_deref())?;
     let mut examples = ds.split(&a.split)?.to_vec();
     if a.limit > 0 {
         examples.truncate(a.limit);

