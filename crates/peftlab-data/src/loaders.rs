@@ -9,8 +9,15 @@
 //! | `boolq` | BoolQ: labelled rows of `combined.jsonl` not in `dev.jsonl` → train/dev 90/10; `dev.jsonl` → test | by question+passage, seed 17 |
 //! | `vitaminc` | BIG-bench VitaminC, evidence/claim → True/False/Neither | 80/10/10 by example, seed 19 |
 //! | `trec` | TREC questions, 6 coarse classes | 80/10/10 by question, seed 23 |
-//! | `e2e` | GEM E2E sample: one example per meaning representation, all its references | by MR: 170 / 21 / 22 of the 213 MRs, seed 29 |
+//! | `e2e` | GEM E2E sample: one example per meaning representation, all its references | by MR: 170 / 21 / 22 of the 213 MRs (the same proportions for fewer: [`e2e_split_sizes`]), seed 29 |
 //! | `webnlg` | GEM WebNLG (en) sample: triples → text, all references | 80/10/10 by input, seed 31 |
+//!
+//! `vitaminc`, `e2e` and `webnlg` read the `bigbench` artifact, which the manifest declares
+//! withdrawn (the registry no longer serves `bigbench==1.0.0`): they load from the cache only
+//! where it was fetched before or from a copy of the pinned file (`cargo xtask fetch --only
+//! bigbench --from FILE`). Any fetched task also loads from a directory of its normalized files
+//! ([`load_dir`]; [`task_files`] names them), such as the slices committed under
+//! `crates/peftlab-data/slices/`. Every loaded task records its [`Dataset::provenance`].
 //!
 //! For users who have the papers' data: [`e2e_csv`] (the official E2E challenge CSV),
 //! [`dart_json`] (DART), [`boolq_jsonl`] (SuperGLUE BoolQ) and [`glue`].

@@ -403,7 +403,8 @@ pub struct Cell {
 }
 
 /// One line naming a record's data: its source and the sha256 (first 12 hex digits) of each
-/// file read; for records written before runs stored their data, where to look instead.
+/// file read; for records written before runs stored their data, where to look instead (one
+/// line for all of them, so a table does not list every commit).
 pub fn data_description(rec: &RunRecord) -> String {
     match &rec.data {
         Some(d) => {
@@ -414,12 +415,9 @@ pub fn data_description(rec: &RunRecord) -> String {
                 .collect();
             format!("{}: {}", d.source, files.join(", "))
         }
-        None => format!(
-            "not recorded (the record predates data provenance; the source is the manifest at its commit {})",
-            rec.git_commit
-                .as_deref()
-                .map_or("(unknown)", |c| &c[..c.len().min(7)])
-        ),
+        None => "not recorded (written before records named their data: the manifest at each \
+                 record's git_commit pins the one source it was trained on)"
+            .to_string(),
     }
 }
 

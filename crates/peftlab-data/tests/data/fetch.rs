@@ -271,6 +271,10 @@ fn alternative_sources_are_tried_in_order_and_must_yield_the_same_files() {
         "the stamp names it"
     );
     assert_eq!(
+        peftlab_data::fetch::origin(&a, &cache),
+        format!("artifact t from mirror==1.0 (sha256 {})", mirror.sha256)
+    );
+    assert_eq!(
         std::fs::read(cache.join("data/t/q.jsonl")).unwrap(),
         normalized
     );

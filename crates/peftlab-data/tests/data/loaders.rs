@@ -100,6 +100,18 @@ fn bad_glue_input_names_file_and_line() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// References over all three splits of a generation task.
+fn total_refs(d: &peftlab_data::task::Dataset) -> usize {
+    [&d.train, &d.dev, &d.test]
+        .iter()
+        .flat_map(|s| s.iter())
+        .map(|x| match &x.label {
+            Some(Label::Refs(r)) => r.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// The fetched task, or `None` (with a message) when its artifact is not in the cache: `load`
 /// would fetch it, which a test should not do behind the user's back (CI fetches first; see
 /// `fetch::for_test` for when a missing artifact fails the test).
@@ -112,6 +124,16 @@ fn fetched(task: &str) -> Option<peftlab_data::task::Dataset> {
 #[test]
 fn fetched_tasks_split_as_documented() {
     let Some(mr) = fetched("mr2") else { return };
+    // the dataset names the source that the stamp names, and the file's hash is the pinned one
+    let p = mr.provenance.as_ref().unwrap();
+    assert!(
+        p.source
+            .starts_with("artifact mr from vadersentiment==3.3.2 (sha256 5d7c06e0"),
+        "{}",
+        p.source
+    );
+    let pinned = peftlab_data::fetch::artifact("mr").unwrap().inner_sha256;
+    assert_eq!(p.files.get("snippets.jsonl"), pinned.get("snippets.jsonl"));
     let n = mr.train.len() + mr.dev.len() + mr.test.len();
     assert_eq!(n, 10_605 - 37);
     assert_eq!(mr.skipped.values().sum::<usize>(), 37);
@@ -143,14 +165,7 @@ fn fetched_tasks_split_as_documented() {
 fn fetched_gem_and_vitaminc_split_as_documented() {
     let Some(e) = fetched("e2e") else { return };
     assert_eq!((e.train.len(), e.dev.len(), e.test.len()), (170, 21, 22));
-    let refs: usize = [&e.train, &e.dev, &e.test]
-        .iter()
-        .flat_map(|s| s.iter())
-        .map(|x| match &x.label {
-            Some(Label::Refs(r)) => r.len(),
-            _ => 0,
-        })
-        .sum();
+    let refs = total_refs(&e);
     assert_eq!(refs, 1_000, "every reference kept");
     let train_mrs: HashSet<&str> = e.train.iter().map(|x| x.text_a.as_str()).collect();
     assert!(
@@ -228,6 +243,16 @@ fn user_formats_load() {
 #[test]
 fn split_prefixes_are_samples_not_sorted_runs() {
     let Some(mr) = fetched("mr2") else { return };
+    // the dataset names the source that the stamp names, and the file's hash is the pinned one
+    let p = mr.provenance.as_ref().unwrap();
+    assert!(
+        p.source
+            .starts_with("artifact mr from vadersentiment==3.3.2 (sha256 5d7c06e0"),
+        "{}",
+        p.source
+    );
+    let pinned = peftlab_data::fetch::artifact("mr").unwrap().inner_sha256;
+    assert_eq!(p.files.get("snippets.jsonl"), pinned.get("snippets.jsonl"));
     for (name, split) in [("train", &mr.train), ("dev", &mr.dev), ("test", &mr.test)] {
         for n in [100, 400] {
             let pos = split[..n]
@@ -294,14 +319,7 @@ fn committed_slices_load_as_the_fetched_tasks() {
     let dir = slice("bigbench");
     let e = load_named("e2e", Some(&dir)).unwrap();
     assert_eq!((e.train.len(), e.dev.len(), e.test.len()), (15, 2, 3));
-    let refs: usize = [&e.train, &e.dev, &e.test]
-        .iter()
-        .flat_map(|s| s.iter())
-        .map(|x| match &x.label {
-            Some(Label::Refs(r)) => r.len(),
-            _ => 0,
-        })
-        .sum();
+    let refs = total_refs(&e);
     assert_eq!(
         refs, 24,
         "every reference of the 24 rows kept, grouped by MR"

@@ -612,9 +612,9 @@ fn a_task_filter_does_not_drop_other_tasks_from_the_table() {
 }
 
 /// A table line names each record's data: the source and the file hashes when the record has
-/// them; for a committed record written before records named their data, its commit (whose
-/// manifest pinned the one source then used). Such old records still parse, and re-serialize
-/// without a `data` key.
+/// them; for a committed record written before records named their data, a pointer to its
+/// commit (whose manifest pinned the one source then used). Such old records still parse, and
+/// re-serialize without a `data` key.
 #[test]
 fn a_table_names_the_data_its_records_were_trained_on() {
     use peftlab_train::record::RunRecord;
@@ -622,13 +622,14 @@ fn a_table_names_the_data_its_records_were_trained_on() {
     let text = std::fs::read_to_string(&path).unwrap();
     let mut rec: RunRecord = serde_json::from_str(&text).unwrap();
     assert!(rec.data.is_none());
-    let commit = rec.git_commit.clone().unwrap();
+    assert!(
+        rec.git_commit.is_some(),
+        "the commit the description points to"
+    );
     assert_eq!(
         table::data_description(&rec),
-        format!(
-            "not recorded (the record predates data provenance; the source is the manifest at its commit {})",
-            &commit[..7]
-        )
+        "not recorded (written before records named their data: the manifest at each record's \
+         git_commit pins the one source it was trained on)"
     );
     assert!(!serde_json::to_string(&rec).unwrap().contains("\"data\""));
     rec.data = Some(peftlab_data::fetch::Provenance {
