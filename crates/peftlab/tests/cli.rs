@@ -376,8 +376,8 @@ fn evaluate_scores_files_like_sacrebleu() {
 }
 
 /// `peftlab evaluate --model …`: a classifier on a GLUE-layout split (the data crate's fixture)
-/// and, when the data is fetched, a decoder on the real E2E test split; metrics named by the
-/// task, errors for a split that does not exist.
+/// and a decoder on the E2E test split of the committed slice (`--data-dir`); metrics named by
+/// the task, errors for a split that does not exist.
 #[test]
 fn evaluate_runs_a_model_over_a_task_split() {
     let glue = Path::new(env!("CARGO_MANIFEST_DIR")).join("../peftlab-data/tests/fixtures/glue");
