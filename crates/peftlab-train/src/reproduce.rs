@@ -187,9 +187,8 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
                 log(&format!("{tag} → {}", run.dir.display()));
                 continue;
             }
-            if a.force {
-                let _ = std::fs::remove_dir_all(&run.dir);
-            } else if let Some(from) = table::finished_elsewhere(&results_base(a), &a.profile, run)
+            if !a.force
+                && let Some(from) = table::finished_elsewhere(&results_base(a), &a.profile, run)
             {
                 copy_run(&from, &run.dir)?;
                 log(&format!(
@@ -199,8 +198,22 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
                 continue;
             }
             log(&format!("{tag}: training"));
-            discard_stale_checkpoint(&run.dir, &run.config, log);
+            // model and data load first: a run that cannot start touches nothing on disk
             let trainer = Trainer::new_in(run.config.clone(), &a.root)?;
+            // `--force`: the old run is set aside, dropped once the new one has finished, and
+            // put back if it fails, so a failed retrain never costs a finished record
+            let replaced = if a.force && run.dir.exists() {
+                let aside = aside_of(&run.dir);
+                let _ = std::fs::remove_dir_all(&aside);
+                std::fs::rename(&run.dir, &aside).map_err(|e| TrainError::File {
+                    path: run.dir.clone(),
+                    reason: format!("cannot set the old run aside: {e}"),
+                })?;
+                Some(aside)
+            } else {
+                discard_stale_checkpoint(&run.dir, &run.config, log);
+                None
+            };
             let total = trainer.total_steps();
             let mut last = std::time::Instant::now();
             let opts = RunOptions {
@@ -208,7 +221,7 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
                 resume: true,
                 ..Default::default()
             };
-            let done = trainer.run_with(&opts, &mut |e| match e {
+            let result = trainer.run_with(&opts, &mut |e| match e {
                 Event::Step {
                     step,
                     loss,
@@ -222,7 +235,16 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
                 }
                 Event::Eval(p) => log(&format!("  eval epoch {}: {}", p.epoch, json!(p.metrics))),
                 _ => {}
-            })?;
+            });
+            if let Some(aside) = replaced {
+                if result.is_ok() {
+                    let _ = std::fs::remove_dir_all(&aside);
+                } else {
+                    let _ = std::fs::remove_dir_all(&run.dir);
+                    let _ = std::fs::rename(&aside, &run.dir);
+                }
+            }
+            let done = result?;
             let _ = std::fs::remove_dir_all(crate::checkpoint::dir_of(&run.dir));
             log(&format!(
                 "  test {} ({:.0} s)",
@@ -248,6 +270,13 @@ pub fn reproduce(a: &ReproduceArgs, log: &mut dyn FnMut(&str)) -> Result<(), Tra
         log(&format!("table: {}", out.join("table.md").display()));
     }
     Ok(())
+}
+
+/// Where `--force` keeps a run's old directory while it is retrained: beside it, `NAME.replaced`.
+fn aside_of(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".replaced");
+    dir.with_file_name(name)
 }
 
 /// A checkpoint left by an earlier version of this run's config (the spec changed since) cannot

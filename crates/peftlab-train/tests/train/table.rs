@@ -646,3 +646,60 @@ fn a_table_names_the_data_its_records_were_trained_on() {
     let back: RunRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
     assert_eq!(back, rec);
 }
+
+/// `reproduce --force` on a run that cannot start (here: a root without the model fixture and
+/// the data slice its config names) fails before touching the run's directory: the finished
+/// record it would have replaced is still there, byte for byte, and nothing is left aside.
+#[test]
+fn a_forced_run_that_fails_keeps_the_finished_record() {
+    let tmp = std::env::temp_dir().join(format!("peftlab-force-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    // a workspace root holding only the spec: its model and data paths do not resolve
+    let spec_dir = tmp.join("root/experiments/mtlora");
+    std::fs::create_dir_all(&spec_dir).unwrap();
+    std::fs::copy(
+        root().join("experiments/mtlora/nlg.toml"),
+        spec_dir.join("nlg.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("experiments/mtlora/nlu.toml"),
+        spec_dir.join("nlu.toml"),
+    )
+    .unwrap();
+    let out = tmp.join("results");
+    let args = ReproduceArgs {
+        method: "mtlora".into(),
+        profile: "smoke".into(),
+        root: tmp.join("root"),
+        out: Some(out.clone()),
+        tasks: Some(vec!["e2e".into()]),
+        seeds: Some(vec![0]),
+        force: true,
+        ..Default::default()
+    };
+    let (file, spec) = peftlab_train::reproduce::specs(&args.root, "mtlora")
+        .unwrap()
+        .into_iter()
+        .find(|(f, _)| f.ends_with("nlg.toml"))
+        .unwrap();
+    let planned = plan_table(&args, &file, &spec, &out.join("mtlora/nlg/smoke")).unwrap();
+    let first = &planned[0].dir;
+    std::fs::create_dir_all(first).unwrap();
+    let record = root().join("docs/results/mtlora/nlg/cpu/runs/lora__e2e__s0/record.json");
+    let bytes = std::fs::read(&record).unwrap();
+    std::fs::write(first.join("record.json"), &bytes).unwrap();
+    let err = peftlab_train::reproduce::reproduce(&args, &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("slices/bigbench/e2e_nlg.jsonl"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(first.join("record.json")).unwrap(), bytes);
+    let leftovers: Vec<_> = std::fs::read_dir(first.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".replaced"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
