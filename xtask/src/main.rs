@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 
 fn fetch(args: &[String]) -> Result<(), String> {
     use peftlab_data::fetch::{
-        Served, cache_dir, check, fetch_all, fetch_from_file, manifest, pip_download,
+        cache_dir, check, check_report, fetch_all, fetch_from_file, manifest, pip_download,
         present_source, report,
     };
     let all = manifest();
@@ -129,53 +129,13 @@ fn fetch(args: &[String]) -> Result<(), String> {
     }
     if check_only {
         // asks the registry about every pin, downloading nothing
-        let mut lost = Vec::new();
-        for a in &chosen {
-            let mut served = false;
-            for s in &a.sources {
-                let answer = check(s).map_err(|e| e.to_string())?;
-                let line = match &answer {
-                    Served::Verified => "served, sha256 matches the pin".to_string(),
-                    Served::Listed => {
-                        "version listed (sha256 checked at download: an sdist)".to_string()
-                    }
-                    Served::Missing(why) => format!("NOT SERVED: {why}"),
-                    Served::Changed(h) => format!("SERVED WITH ANOTHER sha256 {h}"),
-                };
-                served |= matches!(answer, Served::Verified | Served::Listed);
-                println!("{:<9} {:<32} {line}", a.name, s.pin());
+        return match check_report(&chosen, &check, allow_withdrawn).map_err(|e| e.to_string())? {
+            Ok(text) => {
+                print!("{text}");
+                Ok(())
             }
-            match (served, &a.withdrawn) {
-                (true, Some(_)) => println!(
-                    "{:<9} served again: remove `withdrawn` from the manifest",
-                    a.name
-                ),
-                (false, w) => lost.push((a, w.is_some())),
-                (true, None) => {}
-            }
-        }
-        if lost.is_empty() {
-            println!("every pin is served");
-            return Ok(());
-        }
-        let mut msg = String::new();
-        for (a, declared) in &lost {
-            msg.push_str(&format!(
-                "{} is not served by any source{}; needed by: {}\n",
-                a.name,
-                if *declared {
-                    " (declared withdrawn)"
-                } else {
-                    " (NOT declared withdrawn)"
-                },
-                a.needed_by.join("; ")
-            ));
-        }
-        if allow_withdrawn && lost.iter().all(|(_, d)| *d) {
-            print!("{msg}");
-            return Ok(());
-        }
-        return Err(msg);
+            Err(text) => Err(format!("fetch --check:\n{text}")),
+        };
     }
     if let Some(file) = from {
         let [a] = chosen.as_slice() else {

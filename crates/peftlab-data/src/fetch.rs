@@ -454,8 +454,12 @@ pub fn remedy(a: &Artifact) -> String {
 /// stderr) when it is not there: what every command that needs an artifact calls, so nobody
 /// fetches by hand.
 pub fn ensure(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
-    let a = artifact(name)?;
-    if !is_present(&a, cache) {
+    ensure_artifact(&artifact(name)?, cache)
+}
+
+/// [`ensure`] for an artifact already looked up.
+pub fn ensure_artifact(a: &Artifact, cache: &Path) -> Result<PathBuf, DataError> {
+    if !is_present(a, cache) {
         eprintln!(
             "fetching {} ({}, {:.1} MB) into {}",
             a.name,
@@ -463,9 +467,9 @@ pub fn ensure(name: &str, cache: &Path) -> Result<PathBuf, DataError> {
             a.size() as f64 / 1e6,
             cache.join(&a.dest).display()
         );
-        fetch(&a, cache)?;
+        fetch(a, cache)?;
     }
-    Ok(cache.join(a.dest))
+    Ok(cache.join(&a.dest))
 }
 
 /// For tests that read a fetched artifact: its directory when it is in the cache. When it is
@@ -626,7 +630,6 @@ pub fn report(outcomes: &[(Artifact, Outcome)], allow_withdrawn: bool) -> Result
     for (_, e) in &failed {
         text.push_str(&format!("\n{e}\n"));
     }
-    let undeclared = failed.iter().filter(|(a, _)| a.withdrawn.is_none()).count();
     if failed.is_empty() {
         return Ok(text);
     }
@@ -637,13 +640,79 @@ pub fn report(outcomes: &[(Artifact, Outcome)], allow_withdrawn: bool) -> Result
         outcomes.len(),
         names.join(", ")
     ));
-    if undeclared == 0 && allow_withdrawn {
+    if failures_pass(failed.iter().map(|(a, _)| *a), allow_withdrawn) {
         text.push_str(" (all declared withdrawn; --allow-withdrawn)\n");
         Ok(text)
     } else {
         text.push('\n');
         Err(text)
     }
+}
+
+/// Whether a run whose unobtainable artifacts are `failed` passes: when there are none, or
+/// when every one is declared withdrawn and `allow_withdrawn` is set. Both `fetch` and
+/// `fetch --check` decide by it.
+pub fn failures_pass<'a>(
+    failed: impl IntoIterator<Item = &'a Artifact>,
+    allow_withdrawn: bool,
+) -> bool {
+    let mut failed = failed.into_iter().peekable();
+    failed.peek().is_none() || (allow_withdrawn && failed.all(|a| a.withdrawn.is_some()))
+}
+
+/// `cargo xtask fetch --check`: ask `check` (the registry, [`check`]) about every source of
+/// every artifact, downloading nothing. One line per source, a note for a withdrawn artifact
+/// that is served again, then each artifact no source serves with what needs it; `Ok`/`Err`
+/// as [`report`] decides ([`failures_pass`]).
+pub fn check_report(
+    all: &[Artifact],
+    check: &dyn Fn(&Source) -> Result<Served, DataError>,
+    allow_withdrawn: bool,
+) -> Result<Result<String, String>, DataError> {
+    let mut text = String::new();
+    let mut lost = Vec::new();
+    for a in all {
+        let mut served = false;
+        for s in &a.sources {
+            let answer = check(s)?;
+            let line = match &answer {
+                Served::Verified => "served, sha256 matches the pin".to_string(),
+                Served::Listed => "version listed (sha256 checked at download: an sdist)".into(),
+                Served::Missing(why) => format!("NOT SERVED: {why}"),
+                Served::Changed(h) => format!("SERVED WITH ANOTHER sha256 {h}"),
+            };
+            served |= matches!(answer, Served::Verified | Served::Listed);
+            text.push_str(&format!("{:<9} {:<32} {line}\n", a.name, s.pin()));
+        }
+        if !served {
+            lost.push(a);
+        } else if a.withdrawn.is_some() {
+            text.push_str(&format!(
+                "{:<9} served again: remove `withdrawn` from the manifest\n",
+                a.name
+            ));
+        }
+    }
+    if lost.is_empty() {
+        text.push_str("every pin is served\n");
+    }
+    for a in &lost {
+        text.push_str(&format!(
+            "{} is not served by any source ({}); needed by: {}\n",
+            a.name,
+            if a.withdrawn.is_some() {
+                "declared withdrawn"
+            } else {
+                "NOT declared withdrawn"
+            },
+            a.needed_by.join("; ")
+        ));
+    }
+    Ok(if failures_pass(lost, allow_withdrawn) {
+        Ok(text)
+    } else {
+        Err(text)
+    })
 }
 
 /// An opened archive: every file's bytes by path.

@@ -517,15 +517,14 @@ pub fn load(task: &str) -> Result<Dataset, DataError> {
 /// [`load`] from a given cache directory (the artifact is fetched when it is not there).
 pub fn load_from(task: &str, cache: &Path) -> Result<Dataset, DataError> {
     let (artifact, _) = task_files(task).ok_or_else(|| unknown_task(task))?;
-    let dir = crate::fetch::ensure(artifact, cache)?;
     let a = crate::fetch::artifact(artifact)?;
+    let dir = crate::fetch::ensure_artifact(&a, cache)?;
     load_files(task, &dir, crate::fetch::origin(&a, cache))
 }
 
 /// A fetched task read from `dir`, a directory with the normalized files of its artifact
 /// ([`task_files`]; e.g. a slice committed to the repository), split as the fetched task.
 pub fn load_dir(task: &str, dir: &Path) -> Result<Dataset, DataError> {
-    task_files(task).ok_or_else(|| unknown_task(task))?;
     load_files(task, dir, format!("directory {}", dir.display()))
 }
 
@@ -598,8 +597,7 @@ fn load_files(task: &str, dir: &Path, source: String) -> Result<Dataset, DataErr
             (s, split3(13, rows, 0.8, 0.1))
         }
         "boolq" => {
-            let d = dir;
-            let dev_rows = jsonl(&d.join("dev.jsonl"))?;
+            let dev_rows = jsonl(&dir.join("dev.jsonl"))?;
             let key = |v: &Value| {
                 format!(
                     "{}\u{1f}{}",
@@ -630,7 +628,7 @@ fn load_files(task: &str, dir: &Path, source: String) -> Result<Dataset, DataErr
                     label: Some(Label::Class(usize::from(label))),
                 })
             };
-            let cp = d.join("combined.jsonl");
+            let cp = dir.join("combined.jsonl");
             let mut rows = Vec::new();
             for (i, v) in jsonl(&cp)?.iter().enumerate() {
                 if !v["label"].is_boolean() {
@@ -645,7 +643,7 @@ fn load_files(task: &str, dir: &Path, source: String) -> Result<Dataset, DataErr
                 }
                 rows.push((key(v), to_ex(v, &cp, i, format!("combined:{}", i + 1))?));
             }
-            let dp = d.join("dev.jsonl");
+            let dp = dir.join("dev.jsonl");
             let test = dev_rows
                 .iter()
                 .enumerate()

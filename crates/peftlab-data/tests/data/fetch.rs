@@ -383,3 +383,64 @@ fn a_pinned_file_the_user_has_is_used_with_from() {
     assert!(e.contains("other.whl") && e.contains("p==1.0"), "{e}");
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+/// `fetch --check` on a fake registry: one line per source with the registry's answer; an
+/// artifact with one served source of two is fine; one that no source serves is named with what
+/// needs it and fails the check unless it is declared withdrawn and withdrawals are allowed; a
+/// withdrawn artifact served again says so.
+#[test]
+fn check_report_names_what_is_not_served_and_decides_like_fetch() {
+    use peftlab_data::fetch::{Served, check_report};
+    let w = |name: &str| artifact(name, name.as_bytes(), false, vec![]);
+    let mut mirrored = w("two");
+    mirrored
+        .sources
+        .push(source("two-mirror", b"m", false, vec![]));
+    let mut gone = w("three");
+    gone.needed_by = vec!["tables: x/nlg cpu".into()];
+    let mut back = w("four");
+    back.withdrawn = Some("2026-01-01".into());
+    let registry = |s: &Source| -> Result<Served, DataError> {
+        Ok(match s.package.as_str() {
+            "one" | "four" => Served::Verified,
+            "two-mirror" => Served::Listed,
+            "two" => Served::Changed("ab".into()),
+            _ => Served::Missing("1.0 is not listed".into()),
+        })
+    };
+    let all = vec![w("one"), mirrored, gone.clone(), back];
+    let text = check_report(&all, &registry, true).unwrap().unwrap_err();
+    assert!(
+        text.contains("one       one==1.0                         served, sha256 matches the pin"),
+        "{text}"
+    );
+    assert!(
+        text.contains("two==1.0                         SERVED WITH ANOTHER sha256 ab"),
+        "{text}"
+    );
+    assert!(
+        text.contains("two-mirror==1.0                  version listed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("three is not served by any source (NOT declared withdrawn); needed by: tables: x/nlg cpu"),
+        "{text}"
+    );
+    assert!(
+        text.contains("four      served again: remove `withdrawn`"),
+        "{text}"
+    );
+    assert!(!text.contains("two is not served"), "{text}");
+    // declared: passes only with --allow-withdrawn
+    gone.withdrawn = Some("2026-12-07".into());
+    let all = vec![w("one"), gone];
+    assert!(check_report(&all, &registry, false).unwrap().is_err());
+    let text = check_report(&all, &registry, true).unwrap().unwrap();
+    assert!(
+        text.contains("three is not served by any source (declared withdrawn)"),
+        "{text}"
+    );
+    // everything served
+    let text = check_report(&all[..1], &registry, false).unwrap().unwrap();
+    assert!(text.ends_with("every pin is served\n"), "{text}");
+}
