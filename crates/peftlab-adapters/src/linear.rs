@@ -7,6 +7,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
+use peftlab_linalg::frozen::FrozenPack;
 
 use crate::AdapterError;
 use crate::adalora::AdaLoraAdapter;
@@ -185,6 +186,10 @@ pub struct AdaptedLinear {
     /// [`Self::unfreeze_base`]; burn does not expose a parameter's gradient setting on a
     /// device without autodiff, so the layer keeps it for reports).
     pub base_trainable: bool,
+    /// The frozen base packed for the CPU fast path (`peftlab_linalg::frozen`): made on first
+    /// use, re-made whenever `weight` is another tensor, dropped by merge/unmerge.
+    #[module(skip)]
+    pub packed: FrozenPack,
 }
 
 impl AdaptedLinear {
@@ -202,6 +207,7 @@ impl AdaptedLinear {
             merged: false,
             enabled: true,
             base_trainable: true,
+            packed: FrozenPack::new(),
         }
     }
 
@@ -213,11 +219,10 @@ impl AdaptedLinear {
 
     /// `x: [..., d_in]` → `[..., d_out]`: base plus the factored adapter update.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let base = burn::tensor::module::linear(
-            x.clone(),
-            self.weight.val(),
-            self.bias.as_ref().map(Param::val),
-        );
+        let bias = self.bias.as_ref().map(Param::val);
+        let base = self
+            .packed
+            .linear(x.clone(), &self.weight.val(), bias.as_ref());
         match &self.adapter {
             Some(adapter) if self.enabled && !self.merged => {
                 let delta = adapter.forward(x, &base);
@@ -293,6 +298,7 @@ impl AdaptedLinear {
     }
 
     fn set_weight(&mut self, value: Tensor<2>) {
+        self.packed.invalidate();
         self.weight =
             Param::initialized(self.weight.id, value).set_require_grad(self.base_trainable);
     }

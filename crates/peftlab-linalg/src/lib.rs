@@ -40,6 +40,8 @@
 pub mod convert;
 pub mod decomp;
 pub mod error;
+pub mod frozen;
+pub mod gemm;
 pub mod geometry;
 pub mod init;
 pub mod regularize;

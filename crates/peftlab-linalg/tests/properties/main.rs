@@ -4,6 +4,7 @@
 
 mod common;
 mod decomp;
+mod frozen;
 mod geometry;
 mod regularize;
 mod strips;

@@ -1,0 +1,491 @@
+//! GEMM against a matrix packed once: `C = A·B (+ bias)` with `B` stored in column panels.
+//!
+//! Frozen weights never change between training steps, yet a general GEMM (burn-flex's `gemm`
+//! crate) re-packs both operands on every call. [`PackedMatrix`] holds `B: [k, n]` as
+//! `⌈n/32⌉` panels of `k × 32` floats (the last one zero-padded), 64-byte aligned, which is the
+//! order the micro-kernel reads it in; `A` is read in place (row-major, any row stride), so a
+//! product costs no packing at all. The same type packs `Wᵀ` for the input gradient `dY·Wᵀ`.
+//!
+//! Kernels: an 8 × 32 AVX-512F micro-kernel (16 `zmm` accumulators), a 4 × 32 AVX2+FMA one, and
+//! a portable one, chosen at run time. Rows are split into blocks of [`MC`] run in parallel on
+//! rayon's pool; `k` is split into blocks of at most [`KC`] so a panel slab stays in L1/L2.
+//! Every output element is computed by one thread in a fixed order, so results are
+//! bit-identical between runs on one machine.
+
+// The micro-kernels and their drivers are raw-pointer code end to end; each `unsafe fn` states
+// its contract, and the one caller that upholds it (`gemm_packed_with`) checks every bound.
+#![allow(unsafe_op_in_unsafe_fn)]
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+/// Panel width (columns of `B` per panel).
+pub const NR: usize = 32;
+/// Rows of `C` per parallel task.
+pub const MC: usize = 64;
+/// Depth of one `k` block.
+pub const KC: usize = 384;
+
+/// `B: [k, n]` packed into 64-byte-aligned column panels of [`NR`] columns.
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    buf: Vec<f32>,
+    offset: usize,
+}
+
+impl Clone for PackedMatrix {
+    // Not derived: the copy's allocation has its own alignment, so its offset differs.
+    fn clone(&self) -> Self {
+        let len = self.panels_len();
+        let (mut buf, offset) = aligned_buffer(len);
+        buf[offset..offset + len].copy_from_slice(&self.buf[self.offset..self.offset + len]);
+        Self {
+            k: self.k,
+            n: self.n,
+            buf,
+            offset,
+        }
+    }
+}
+
+/// A zeroed buffer holding `len` floats from a 64-byte-aligned `offset`.
+fn aligned_buffer(len: usize) -> (Vec<f32>, usize) {
+    let buf = vec![0.0f32; len + 16];
+    let offset = (16 - (buf.as_ptr() as usize / 4) % 16) % 16;
+    (buf, offset)
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedMatrix")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedMatrix {
+    /// Pack `B: [k, n]` whose element `(i, j)` is `src[i·row_stride + j·col_stride]`.
+    ///
+    /// # Panics
+    /// If `src` is too short for the strides.
+    pub fn pack(src: &[f32], k: usize, n: usize, row_stride: usize, col_stride: usize) -> Self {
+        if k > 0 && n > 0 {
+            assert!(
+                (k - 1) * row_stride + (n - 1) * col_stride < src.len(),
+                "PackedMatrix::pack: a [{k}, {n}] matrix with strides ({row_stride}, {col_stride}) \
+                 does not fit in {} elements",
+                src.len()
+            );
+        }
+        let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
+        let (mut buf, offset) = aligned_buffer(len);
+        let dst = &mut buf[offset..offset + len];
+        for p in 0..panels {
+            let j0 = p * NR;
+            let w = NR.min(n - j0);
+            let panel = &mut dst[p * k * NR..(p + 1) * k * NR];
+            for i in 0..k {
+                let row = &mut panel[i * NR..i * NR + w];
+                let base = i * row_stride + j0 * col_stride;
+                if col_stride == 1 {
+                    row.copy_from_slice(&src[base..base + w]);
+                } else {
+                    for (jj, v) in row.iter_mut().enumerate() {
+                        *v = src[base + jj * col_stride];
+                    }
+                }
+            }
+        }
+        Self { k, n, buf, offset }
+    }
+
+    /// Rows of `B`.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `B`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    fn panels_len(&self) -> usize {
+        self.n.div_ceil(NR) * self.k * NR
+    }
+
+    /// Bytes held.
+    pub fn size_bytes(&self) -> usize {
+        self.buf.len() * 4
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        let len = self.k * NR;
+        &self.buf[self.offset + p * len..self.offset + (p + 1) * len]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint row ranges of the output.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `C[m, n] = A[m, k]·B (+ bias[n] on every row)`, `A` row-major with row stride `lda`, `C`
+/// row-major contiguous (`ldc = n`). Every element of `c` is written; its prior contents are
+/// never read, so it may be uninitialized.
+///
+/// # Panics
+/// If the slices are shorter than the shapes say.
+pub fn gemm_packed(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedMatrix,
+    bias: Option<&[f32]>,
+    c: &mut [MaybeUninit<f32>],
+) {
+    gemm_packed_with(Kernel::detect(), a, lda, m, b, bias, c);
+}
+
+/// [`gemm_packed`] with a chosen micro-kernel (tests run every kernel the CPU has).
+///
+/// # Panics
+/// If the slices are shorter than the shapes say, or `kernel` is not available on this CPU.
+pub fn gemm_packed_with(
+    kernel: Kernel,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedMatrix,
+    bias: Option<&[f32]>,
+    c: &mut [MaybeUninit<f32>],
+) {
+    assert!(
+        kernel.is_available(),
+        "gemm_packed: {kernel:?} is not available on this CPU"
+    );
+    let (k, n) = (b.k, b.n);
+    assert!(c.len() >= m * n, "gemm_packed: output too short");
+    if m > 0 {
+        assert!(
+            k == 0 || (m - 1) * lda + k <= a.len(),
+            "gemm_packed: A too short"
+        );
+    }
+    if let Some(bias) = bias {
+        assert!(bias.len() >= n, "gemm_packed: bias too short");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let cptr = SendPtr(c.as_mut_ptr().cast::<f32>());
+    let blocks = m.div_ceil(MC);
+    let panels = n.div_ceil(NR);
+    let flops = 2 * m * n * k;
+    let parallel = flops >= 1 << 20;
+    // Few row blocks (short inputs): split the panels too, so both cores work.
+    let target = if parallel {
+        2 * rayon::current_num_threads()
+    } else {
+        1
+    };
+    let groups = target.div_ceil(blocks).clamp(1, panels);
+    let per_group = panels.div_ceil(groups);
+    let groups = panels.div_ceil(per_group);
+    let run = |task: usize| {
+        let (blk, g) = (task / groups, task % groups);
+        let r0 = blk * MC;
+        let rows = MC.min(m - r0);
+        let p0 = g * per_group;
+        let p1 = (p0 + per_group).min(panels);
+        let cp = cptr;
+        // SAFETY: task (blk, g) owns rows r0..r0+rows × panels p0..p1 of C; A and B bounds were
+        // checked above.
+        unsafe {
+            row_block(
+                kernel,
+                a.as_ptr().add(r0 * lda),
+                lda,
+                rows,
+                b,
+                (p0, p1),
+                bias,
+                cp.0.add(r0 * n),
+                n,
+            )
+        };
+    };
+    let tasks = blocks * groups;
+    if parallel && tasks > 1 {
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        (0..tasks).for_each(run);
+    }
+}
+
+/// A micro-kernel of [`gemm_packed_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// 8 × 32 tiles, AVX-512F.
+    Avx512,
+    /// 4 × 32 tiles, AVX2 + FMA.
+    Avx2,
+    /// Plain Rust (any CPU).
+    Portable,
+}
+
+impl Kernel {
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::Portable];
+
+    /// The fastest kernel this CPU runs.
+    pub fn detect() -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.is_available())
+            .unwrap_or(Kernel::Portable)
+    }
+
+    /// Whether this CPU runs `self`.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            Kernel::Portable => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    fn mr(self) -> usize {
+        match self {
+            Kernel::Avx512 => 8,
+            Kernel::Avx2 => 4,
+            Kernel::Portable => 4,
+        }
+    }
+}
+
+/// One block of `rows ≤ MC` rows × panels `p0..p1`, all of `k`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_block(
+    kernel: Kernel,
+    a: *const f32,
+    lda: usize,
+    rows: usize,
+    b: &PackedMatrix,
+    (p0, p1): (usize, usize),
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let (k, n) = (b.k, b.n);
+    let mr = kernel.mr();
+    let kblocks = k.div_ceil(KC).max(1);
+    let kc_len = k.div_ceil(kblocks);
+    for kb in 0..kblocks {
+        let k0 = kb * kc_len;
+        let kc = kc_len.min(k - k0.min(k));
+        let accumulate = kb > 0;
+        for p in p0..p1 {
+            let j0 = p * NR;
+            let w = NR.min(n - j0);
+            let bp = b.panel(p).as_ptr().add(k0 * NR);
+            let bias_p = if accumulate {
+                None
+            } else {
+                bias.map(|s| s.as_ptr().add(j0))
+            };
+            let mut i = 0;
+            while i < rows {
+                let h = mr.min(rows - i);
+                let args = Tile {
+                    kc,
+                    a: a.add(i * lda + k0),
+                    lda,
+                    b: bp,
+                    c: c.add(i * ldc + j0),
+                    ldc,
+                    w,
+                    accumulate,
+                    bias: bias_p,
+                };
+                dispatch(kernel, h, &args);
+                i += h;
+            }
+        }
+    }
+}
+
+/// One micro-tile: `h ≤ MR` rows × `w ≤ NR` columns over a `kc`-deep slab.
+struct Tile {
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    w: usize,
+    accumulate: bool,
+    bias: Option<*const f32>,
+}
+
+unsafe fn dispatch(kernel: Kernel, h: usize, t: &Tile) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => match h {
+            8 => x86::avx512::<8>(t),
+            7 => x86::avx512::<7>(t),
+            6 => x86::avx512::<6>(t),
+            5 => x86::avx512::<5>(t),
+            4 => x86::avx512::<4>(t),
+            3 => x86::avx512::<3>(t),
+            2 => x86::avx512::<2>(t),
+            _ => x86::avx512::<1>(t),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => match h {
+            4 => x86::avx2::<4>(t),
+            3 => x86::avx2::<3>(t),
+            2 => x86::avx2::<2>(t),
+            _ => x86::avx2::<1>(t),
+        },
+        _ => portable(h, t),
+    }
+}
+
+unsafe fn portable(h: usize, t: &Tile) {
+    for i in 0..h {
+        let mut acc = [0.0f32; NR];
+        if t.accumulate {
+            for (j, v) in acc.iter_mut().enumerate().take(t.w) {
+                *v = *t.c.add(i * t.ldc + j);
+            }
+        } else if let Some(bias) = t.bias {
+            for (j, v) in acc.iter_mut().enumerate().take(t.w) {
+                *v = *bias.add(j);
+            }
+        }
+        for p in 0..t.kc {
+            let av = *t.a.add(i * t.lda + p);
+            let brow = std::slice::from_raw_parts(t.b.add(p * NR), NR);
+            for (v, bv) in acc.iter_mut().zip(brow) {
+                *v += av * bv;
+            }
+        }
+        for (j, v) in acc.iter().enumerate().take(t.w) {
+            *t.c.add(i * t.ldc + j) = *v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{NR, Tile};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512<const MR: usize>(t: &Tile) {
+        let full = t.w == NR;
+        let (m0, m1): (u16, u16) = if full {
+            (0xffff, 0xffff)
+        } else if t.w >= 16 {
+            (0xffff, ((1u32 << (t.w - 16)) - 1) as u16)
+        } else {
+            (((1u32 << t.w) - 1) as u16, 0)
+        };
+        let mut c0 = [_mm512_setzero_ps(); MR];
+        let mut c1 = [_mm512_setzero_ps(); MR];
+        if t.accumulate {
+            for i in 0..MR {
+                let row = t.c.add(i * t.ldc);
+                c0[i] = _mm512_maskz_loadu_ps(m0, row);
+                c1[i] = _mm512_maskz_loadu_ps(m1, row.add(16));
+            }
+        } else if let Some(bias) = t.bias {
+            let b0 = _mm512_maskz_loadu_ps(m0, bias);
+            let b1 = _mm512_maskz_loadu_ps(m1, bias.add(16));
+            for i in 0..MR {
+                c0[i] = b0;
+                c1[i] = b1;
+            }
+        }
+        let mut a = [t.a; MR];
+        for (i, ai) in a.iter_mut().enumerate() {
+            *ai = t.a.add(i * t.lda);
+        }
+        let mut b = t.b;
+        for p in 0..t.kc {
+            let b0 = _mm512_load_ps(b);
+            let b1 = _mm512_load_ps(b.add(16));
+            for i in 0..MR {
+                let av = _mm512_set1_ps(*a[i].add(p));
+                c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+                c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+            }
+            b = b.add(NR);
+        }
+        for i in 0..MR {
+            let row = t.c.add(i * t.ldc);
+            if full {
+                _mm512_storeu_ps(row, c0[i]);
+                _mm512_storeu_ps(row.add(16), c1[i]);
+            } else {
+                _mm512_mask_storeu_ps(row, m0, c0[i]);
+                _mm512_mask_storeu_ps(row.add(16), m1, c1[i]);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2<const MR: usize>(t: &Tile) {
+        // 4 ymm per row: MR ≤ 4 rows → ≤ 16 accumulators (register spills at 4 are tolerated).
+        let mut acc = [[_mm256_setzero_ps(); 4]; MR];
+        let mut tmp = [0.0f32; NR];
+        for (i, row_acc) in acc.iter_mut().enumerate() {
+            let src: Option<*const f32> = if t.accumulate {
+                Some(t.c.add(i * t.ldc))
+            } else {
+                t.bias
+            };
+            if let Some(src) = src {
+                tmp[..t.w].copy_from_slice(std::slice::from_raw_parts(src, t.w));
+                tmp[t.w..].fill(0.0);
+                for (q, v) in row_acc.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(tmp.as_ptr().add(q * 8));
+                }
+            }
+        }
+        let mut b = t.b;
+        for p in 0..t.kc {
+            let bv = [
+                _mm256_load_ps(b),
+                _mm256_load_ps(b.add(8)),
+                _mm256_load_ps(b.add(16)),
+                _mm256_load_ps(b.add(24)),
+            ];
+            for (i, row_acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(*t.a.add(i * t.lda + p));
+                for q in 0..4 {
+                    row_acc[q] = _mm256_fmadd_ps(av, bv[q], row_acc[q]);
+                }
+            }
+            b = b.add(NR);
+        }
+        for (i, row_acc) in acc.iter().enumerate() {
+            for (q, v) in row_acc.iter().enumerate() {
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(q * 8), *v);
+            }
+            std::ptr::copy_nonoverlapping(tmp.as_ptr(), t.c.add(i * t.ldc), t.w);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The packed GEMM (`gemm`) and the frozen-linear fast path (`frozen`) against references.
+//!
+//! Tolerances: a length-`k` f32 dot product has error at most `k·ε·Σ|a_p||b_p|` (ε = 2⁻²³);
+//! against an f64 reference each element is held to `2·(k+1)·ε·(Σ|a||b| + |bias|)`. Against
+//! burn's own f32 `linear` (whose error has the same bound), to twice that.
+
+use std::mem::MaybeUninit;
+
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
+use peftlab_linalg::frozen::FrozenPack;
+use peftlab_linalg::gemm::{Kernel, PackedMatrix, gemm_packed, gemm_packed_with};
+use proptest::prelude::*;
+
+const EPS: f64 = f32::EPSILON as f64;
+
+fn lcg(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn run(
+    kernel: Kernel,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedMatrix,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    // Poison the output: the GEMM must write every element without reading it.
+    let mut c = vec![MaybeUninit::new(f32::NAN); m * b.n()];
+    gemm_packed_with(kernel, a, lda, m, b, bias, &mut c);
+    c.into_iter().map(|v| unsafe { v.assume_init() }).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Every kernel this CPU has, odd shapes, padded rows, both packing orientations, with and
+    /// without bias, `k` across the `KC` block boundary.
+    #[test]
+    fn packed_gemm_matches_an_f64_reference(
+        m in 1usize..70,
+        k in prop_oneof![0usize..40, 380usize..800],
+        n in 1usize..75,
+        pad in 0usize..3,
+        transposed in any::<bool>(),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let lda = k + pad;
+        let a = lcg(seed, m * lda);
+        let w = lcg(seed ^ 1, k * n); // B: [k, n] row-major
+        let bias = with_bias.then(|| lcg(seed ^ 2, n));
+        let packed = if transposed {
+            // the same B stored transposed, [n, k], read with strides (1, k)
+            let mut bt = vec![0.0f32; n * k];
+            for i in 0..k {
+                for j in 0..n {
+                    bt[j * k + i] = w[i * n + j];
+                }
+            }
+            PackedMatrix::pack(&bt, k, n, 1, k)
+        } else {
+            PackedMatrix::pack(&w, k, n, n, 1)
+        };
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let c = run(kernel, &a, lda, m, &packed, bias.as_deref());
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut exact, mut scale) = (0.0f64, 0.0f64);
+                    for p in 0..k {
+                        let t = a[i * lda + p] as f64 * w[p * n + j] as f64;
+                        exact += t;
+                        scale += t.abs();
+                    }
+                    if let Some(b) = &bias {
+                        exact += b[j] as f64;
+                        scale += (b[j] as f64).abs();
+                    }
+                    let tol = 2.0 * (k as f64 + 1.0) * EPS * scale + 1e-30;
+                    let got = c[i * n + j] as f64;
+                    prop_assert!(
+                        (got - exact).abs() <= tol,
+                        "{kernel:?} m={m} k={k} n={n} ({i},{j}): {got} vs {exact} (tol {tol:e})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_gemm_is_bit_identical_across_runs_and_packs() {
+    // large enough to run in parallel (several row blocks and panel groups)
+    let (m, k, n) = (300, 500, 200);
+    let a = lcg(7, m * k);
+    let w = lcg(8, k * n);
+    let p1 = PackedMatrix::pack(&w, k, n, n, 1);
+    let p2 = p1.clone();
+    let first = run(Kernel::detect(), &a, k, m, &p1, None);
+    for packed in [&p1, &p2, &PackedMatrix::pack(&w, k, n, n, 1)] {
+        let again = run(Kernel::detect(), &a, k, m, packed, None);
+        assert!(
+            first
+                .iter()
+                .zip(&again)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "a repeated product differs in some bit"
+        );
+    }
+    // and the short-input path (one row block, panels split across threads) agrees with the
+    // sequential kernel on each row
+    let short = run(Kernel::detect(), &a, k, 3, &p1, None);
+    let mut one = vec![MaybeUninit::new(f32::NAN); n];
+    for i in 0..3 {
+        gemm_packed(&a[i * k..], k, 1, &p1, None, &mut one);
+        for j in 0..n {
+            assert_eq!(
+                short[i * n + j].to_bits(),
+                unsafe { one[j].assume_init() }.to_bits()
+            );
+        }
+    }
+}
+
+fn flex() -> Device {
+    Device::flex()
+}
+
+fn random(dims: &[usize], seed: u64, device: &Device) -> Vec<f32> {
+    let _ = device;
+    lcg(seed, dims.iter().product())
+}
+
+fn t3(v: Vec<f32>, dims: [usize; 3], device: &Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(v, dims), device)
+}
+
+fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
+    t.clone()
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Value and `∂L/∂x` of the packed layer equal burn's `linear` (the unfused composition),
+    /// for 3-D inputs with 1-row edges, odd widths and an optional bias, under autodiff.
+    #[test]
+    fn frozen_linear_matches_burn_linear_value_and_input_gradient(
+        b in 1usize..4,
+        t in 1usize..9,
+        d_in in 1usize..70,
+        d_out in 1usize..70,
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let dev = flex().autodiff();
+        let xv = random(&[b, t, d_in], seed, &dev);
+        let w = Tensor::<2>::from_data(TensorData::new(lcg(seed ^ 3, d_in * d_out), [d_in, d_out]), &dev);
+        let bias = with_bias.then(|| Tensor::<1>::from_data(TensorData::new(lcg(seed ^ 4, d_out), [d_out]), &dev));
+        let r = t3(lcg(seed ^ 5, b * t * d_out), [b, t, d_out], &dev);
+
+        let pack = FrozenPack::new();
+        let x1 = t3(xv.clone(), [b, t, d_in], &dev).require_grad();
+        prop_assert!(FrozenPack::applies(&x1, &w, bias.as_ref()));
+        let y1 = pack.linear(x1.clone(), &w, bias.as_ref());
+        prop_assert!(pack.is_packed());
+        let g1 = (y1.clone() * r.clone()).sum().backward();
+        let dx1 = x1.grad(&g1).expect("x receives a gradient");
+
+        let x2 = t3(xv.clone(), [b, t, d_in], &dev).require_grad();
+        let y2 = burn::tensor::module::linear(x2.clone(), w.clone(), bias.clone());
+        let g2 = (y2.clone() * r.clone()).sum().backward();
+        let dx2 = x2.grad(&g2).expect("x receives a gradient");
+
+        // bounds from |x|·|W| (+|b|) and |r|·|W|ᵀ
+        let xa = t3(xv, [b, t, d_in], &flex()).abs();
+        let wa = w.clone().inner().abs();
+        let mut scale_y = xa.matmul(wa.clone().unsqueeze::<3>());
+        if let Some(bias) = &bias {
+            scale_y = scale_y + bias.clone().inner().abs().unsqueeze::<3>();
+        }
+        let scale_dx = r.inner().abs().matmul(wa.transpose().unsqueeze::<3>());
+        let check = |got: Vec<f64>, want: Vec<f64>, scale: Vec<f64>, k: usize, what: &str| {
+            for ((g, w), s) in got.iter().zip(&want).zip(&scale) {
+                let tol = 4.0 * (k as f64 + 1.0) * EPS * s + 1e-30;
+                if (g - w).abs() > tol {
+                    return Err(TestCaseError::fail(format!("{what}: {g} vs {w} (tol {tol:e})")));
+                }
+            }
+            Ok(())
+        };
+        check(host(&y1), host(&y2), host(&scale_y), d_in, "y")?;
+        check(host(&dx1), host(&dx2), host(&scale_dx), d_out, "dx")?;
+    }
+}
+
+#[test]
+fn a_replaced_weight_is_repacked_never_served_stale() {
+    let dev = flex();
+    let x = Tensor::<2>::random([5, 6], Distribution::Uniform(-1.0, 1.0), &dev);
+    let w1 = Tensor::<2>::random([6, 4], Distribution::Uniform(-1.0, 1.0), &dev);
+    let w2 = w1.clone() + 1.0; // another tensor with other values
+    let pack = FrozenPack::new();
+    let close = |a: &Tensor<2>, b: &Tensor<2>| {
+        host(a)
+            .iter()
+            .zip(host(b))
+            .all(|(x, y)| (x - y).abs() < 1e-5)
+    };
+
+    let y1 = pack.linear(x.clone(), &w1, None);
+    assert!(close(&y1, &x.clone().matmul(w1.clone())));
+    assert_eq!(pack.generation(), 1);
+    let _ = pack.linear(x.clone(), &w1, None);
+    assert_eq!(pack.generation(), 1, "the same weight must reuse its pack");
+
+    let y2 = pack.linear(x.clone(), &w2, None);
+    assert!(
+        close(&y2, &x.clone().matmul(w2.clone())),
+        "the pack of the old weight was used for a new one"
+    );
+    assert_eq!(pack.generation(), 2);
+
+    // a transposed view of the same storage is another matrix
+    let square = Tensor::<2>::random([6, 6], Distribution::Uniform(-1.0, 1.0), &dev);
+    let _ = pack.linear(x.clone(), &square, None);
+    let yt = pack.linear(x.clone(), &square.clone().transpose(), None);
+    assert!(close(&yt, &x.clone().matmul(square.transpose())));
+
+    pack.invalidate();
+    assert!(!pack.is_packed());
+}
+
+#[test]
+fn tracked_weights_and_other_dtypes_take_burns_linear() {
+    let dev = flex().autodiff();
+    let x = Tensor::<2>::random([3, 4], Distribution::Default, &dev).require_grad();
+    let w = Tensor::<2>::random([4, 2], Distribution::Default, &dev).require_grad();
+    assert!(
+        !FrozenPack::applies(&x, &w, None),
+        "a trainable weight needs ∂L/∂W"
+    );
+    let pack = FrozenPack::new();
+    let y = pack.linear(x.clone(), &w, None);
+    let g = y.sum().backward();
+    assert!(
+        w.grad(&g).is_some(),
+        "the weight must still receive its gradient"
+    );
+    assert!(!pack.is_packed());
+
+    let dev = flex();
+    if dev.supports_dtype(DType::F64) {
+        let x = Tensor::<2>::random([3, 4], Distribution::Default, (&dev, DType::F64));
+        let w = Tensor::<2>::random([4, 2], Distribution::Default, (&dev, DType::F64));
+        assert!(!FrozenPack::applies(&x, &w, None));
+        let y = pack.linear(x.clone(), &w, None);
+        assert_eq!(y.dtype(), DType::F64);
+        assert_eq!(host(&y), host(&x.matmul(w)));
+    }
+}
