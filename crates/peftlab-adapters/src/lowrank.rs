@@ -121,19 +121,26 @@ impl LowRankAdapter {
     /// The factored update `s · ((dropout(x) Aᵀ) Tᵀ) Bᵀ` for `x: [..., d_in]` → `[..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = self.dropout.forward(x);
-        let a_t = self.lora_a.val().transpose().unsqueeze::<D>();
-        let u = self.transform.apply(x.matmul(a_t));
-        if self.groups == 1 {
-            let b_t = self.lora_b.val().transpose().unsqueeze::<D>();
-            return u.matmul(b_t) * self.scale;
-        }
-        // block-diagonal B: group i of u ([.., r]) meets B_i ([d_g, r])
-        let dims = u.dims();
-        let (g, r_total) = (self.groups, dims[D - 1]);
-        let r = r_total / g;
+        let dims = x.dims();
         let [d_out, _] = self.lora_b.dims();
         let m: usize = dims[..D - 1].iter().product();
-        let u3 = u.reshape([m, g, r]).swap_dims(0, 1); // [g, m, r]
+        // One 2-D product over all rows: a broadcast batched matmul runs (and packs) once per
+        // leading index (docs/performance.md, issue 16).
+        let x2 = x.reshape([m, dims[D - 1]]);
+        let u2 = self
+            .transform
+            .apply(x2.matmul(self.lora_a.val().transpose()));
+        if self.groups == 1 {
+            // the scale folded into Bᵀ ([r, d_out]) instead of a pass over the [m, d_out] output
+            let b_t = self.lora_b.val().transpose() * self.scale;
+            let mut out = dims;
+            out[D - 1] = d_out;
+            return u2.matmul(b_t).reshape(out);
+        }
+        // block-diagonal B: group i of u ([m, r]) meets B_i ([d_g, r])
+        let (g, r_total) = (self.groups, u2.dims()[1]);
+        let r = r_total / g;
+        let u3 = u2.reshape([m, g, r]).swap_dims(0, 1); // [g, m, r]
         let b3 = self.lora_b.val().reshape([g, d_out / g, r]).swap_dims(1, 2); // [g, r, d_g]
         let y = u3.matmul(b3).swap_dims(0, 1).reshape([m, d_out]) * self.scale;
         let mut out = dims;

@@ -117,6 +117,14 @@ impl PackedMatrix {
         self.n.div_ceil(NR) * self.k * NR
     }
 
+    /// Multiply every element by `factor` (a scale folded into the operand).
+    pub fn scale(&mut self, factor: f32) {
+        let len = self.panels_len();
+        for v in &mut self.buf[self.offset..self.offset + len] {
+            *v *= factor;
+        }
+    }
+
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
         self.buf.len() * 4
@@ -168,25 +176,60 @@ pub fn gemm_packed_with(
         kernel.is_available(),
         "gemm_packed: {kernel:?} is not available on this CPU"
     );
-    let (k, n) = (b.k, b.n);
+    let n = b.n;
     assert!(c.len() >= m * n, "gemm_packed: output too short");
-    if m > 0 {
-        assert!(
-            k == 0 || (m - 1) * lda + k <= a.len(),
-            "gemm_packed: A too short"
-        );
+    if m > 0 && b.k > 0 {
+        assert!((m - 1) * lda + b.k <= a.len(), "gemm_packed: A too short");
     }
     if let Some(bias) = bias {
         assert!(bias.len() >= n, "gemm_packed: bias too short");
     }
+    let parallel = 2 * m * n * b.k >= 1 << 20;
+    // SAFETY: bounds checked above; `c` holds m rows of n.
+    unsafe {
+        gemm_packed_raw(
+            kernel,
+            a.as_ptr(),
+            lda,
+            m,
+            b,
+            bias,
+            c.as_mut_ptr().cast(),
+            n,
+            parallel,
+        )
+    };
+}
+
+/// [`gemm_packed_with`] on raw pointers: `C` has row stride `ldc ≥ n` (so a block of a larger
+/// matrix can be written in place), and `parallel` says whether to split the rows over rayon's
+/// pool (callers already inside a parallel task pass `false`).
+///
+/// # Safety
+/// `a` must be valid for reads of rows `0..m` of `b.k()` elements at stride `lda`, `c` for
+/// writes of rows `0..m` of `b.n()` elements at stride `ldc`, `bias` (if any) must hold `b.n()`
+/// elements, no other thread may access those elements of `c` meanwhile, and `kernel` must be
+/// available on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_packed_raw(
+    kernel: Kernel,
+    a: *const f32,
+    lda: usize,
+    m: usize,
+    b: &PackedMatrix,
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+    parallel: bool,
+) {
+    let n = b.n;
     if m == 0 || n == 0 {
         return;
     }
-    let cptr = SendPtr(c.as_mut_ptr().cast::<f32>());
+    let cptr = SendPtr(c);
+    let aptr = SendPtr(a as *mut f32);
     let blocks = m.div_ceil(MC);
     let panels = n.div_ceil(NR);
-    let flops = 2 * m * n * k;
-    let parallel = flops >= 1 << 20;
     // Few row blocks (short inputs): split the panels too, so both cores work.
     let target = if parallel {
         2 * rayon::current_num_threads()
@@ -202,20 +245,20 @@ pub fn gemm_packed_with(
         let rows = MC.min(m - r0);
         let p0 = g * per_group;
         let p1 = (p0 + per_group).min(panels);
-        let cp = cptr;
-        // SAFETY: task (blk, g) owns rows r0..r0+rows × panels p0..p1 of C; A and B bounds were
-        // checked above.
+        let (cp, ap) = (cptr, aptr);
+        // SAFETY: task (blk, g) owns rows r0..r0+rows × panels p0..p1 of C; the caller
+        // guarantees the bounds.
         unsafe {
             row_block(
                 kernel,
-                a.as_ptr().add(r0 * lda),
+                ap.0.add(r0 * lda),
                 lda,
                 rows,
                 b,
                 (p0, p1),
                 bias,
-                cp.0.add(r0 * n),
-                n,
+                cp.0.add(r0 * ldc),
+                ldc,
             )
         };
     };

@@ -37,6 +37,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod convert;
 pub mod decomp;
 pub mod error;
@@ -46,6 +47,7 @@ pub mod geometry;
 pub mod init;
 pub mod regularize;
 pub mod scalar;
+pub mod simd;
 pub mod strips;
 pub mod transform;
 

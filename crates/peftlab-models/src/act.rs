@@ -44,20 +44,11 @@ pub fn apply<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
         apply_slice(act, &mut v);
         return Tensor::from_data(TensorData::new(v, dims), &device);
     }
+    #[cfg(feature = "flex")]
     if fast_path_autodiff(&x) {
-        let dims = x.dims();
-        let inner_device = x.device().without_autodiff();
-        let v = x
-            .clone()
-            .without_autodiff()
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("fast_path_autodiff checked the dtype is f32");
-        let (slope, offset) = linearize_slice(act, &v);
-        // constants on the inner device: autodiff treats them as untracked operands
-        let slope = Tensor::<D>::from_data(TensorData::new(slope, dims), &inner_device);
-        let offset = Tensor::<D>::from_data(TensorData::new(offset, dims), &inner_device);
-        return x * slope + offset;
+        if let Some(y) = flex_op::apply(act, &x) {
+            return y;
+        }
     }
     match act {
         Activation::GeluErf => burn::tensor::activation::gelu(x),
@@ -94,32 +85,7 @@ fn fast_path_autodiff<const D: usize>(_: &Tensor<D>) -> bool {
     false
 }
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-// ln 2 split so that n·LN2_HI is exact for |n| < 2^9
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
-
-/// `e^x` for f32 without branches: `2^n · p(z)`, `n = round(x·log2 e)`, `|z| ≤ ln2/2`,
-/// degree-7 Taylor polynomial (truncation error < 3e-9).
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    // max/min, not clamp: a NaN input must map to a finite value here (the integer conversion
-    // below would be undefined on NaN); the callers' outer `x·…` still propagates the NaN
-    #[allow(clippy::manual_clamp)]
-    let x = x.max(-87.0).min(88.0);
-    // round to nearest by the 1.5·2^23 trick (exact for |y| < 2^22, vectorizes without SSE4.1)
-    let n = (x * LOG2E + 12_582_912.0) - 12_582_912.0;
-    let z = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + z * (1.0
-            + z * (0.5
-                + z * (1.0 / 6.0
-                    + z * (1.0 / 24.0
-                        + z * (1.0 / 120.0 + z * (1.0 / 720.0 + z * (1.0 / 5040.0)))))));
-    // SAFETY: x is finite in [-87, 88], so n is an integer in [-126, 127]: the conversion is exact
-    let n = unsafe { n.to_int_unchecked::<i32>() };
-    p * f32::from_bits(((n + 127) << 23) as u32)
-}
+use peftlab_linalg::simd::exp;
 
 /// `erf(x)`, Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7 in exact arithmetic).
 #[inline(always)]
@@ -275,6 +241,99 @@ fn kernel_dispatch(act: Activation, v: &mut [f32]) {
         }
     }
     kernel(act, v);
+}
+
+/// Under autodiff on flex: one custom operation whose forward is one vectorized pass giving
+/// `f(x)` and `f'(x)` (kept for the backward) and whose backward is `grad·f'(x)`, one more pass.
+/// The value is the linearization `x·f'(x) + (f(x) − x·f'(x))`, rounded as two f32 operations.
+#[cfg(feature = "flex")]
+mod flex_op {
+    use super::*;
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn::backend::{Autodiff, Flex};
+    use burn_flex::FlexTensor;
+    use rayon::prelude::*;
+
+    const CHUNK: usize = 1 << 15;
+
+    fn contiguous(x: &FlexTensor) -> FlexTensor {
+        if x.as_slice::<f32>().is_some() {
+            x.clone()
+        } else {
+            x.to_contiguous()
+        }
+    }
+
+    fn like(x: &FlexTensor, v: Vec<f32>) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(v, x.layout().shape().clone()))
+    }
+
+    #[derive(Debug)]
+    struct ActivationBackward;
+
+    impl Backward<Flex, 1> for ActivationBackward {
+        type State = FlexTensor;
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let slope = ops.state;
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                let grad = contiguous(&grad);
+                let (g, s) = (
+                    grad.as_slice::<f32>().expect("contiguous f32"),
+                    slope.as_slice::<f32>().expect("contiguous f32"),
+                );
+                let mut out = vec![0.0f32; g.len()];
+                out.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK).zip(s.par_chunks(CHUNK)))
+                    .for_each(|(o, (g, s))| {
+                        for ((o, g), s) in o.iter_mut().zip(g).zip(s) {
+                            *o = g * s;
+                        }
+                    });
+                like(&grad, out)
+            });
+        }
+    }
+
+    /// `(f(x), f'(x))`, the value as `x·s + k` of the linearization.
+    fn value_and_slope(act: Activation, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let mut y = vec![0.0f32; x.len()];
+        let mut slope = vec![0.0f32; x.len()];
+        x.par_chunks(CHUNK)
+            .zip(y.par_chunks_mut(CHUNK).zip(slope.par_chunks_mut(CHUNK)))
+            .for_each(|(x, (y, s))| {
+                linearize_dispatch(act, x, s, y); // y holds the offset k
+                for ((y, x), s) in y.iter_mut().zip(x).zip(s.iter()) {
+                    *y += x * s;
+                }
+            });
+        (y, slope)
+    }
+
+    pub(super) fn apply<const D: usize>(act: Activation, x: &Tensor<D>) -> Option<Tensor<D>> {
+        let xa = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+        let xf = contiguous(xa.primitive());
+        let xs = xf.as_slice::<f32>()?;
+        let out = match ActivationBackward
+            .prepare::<NoCheckpointing>([xa.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, slope) = value_and_slope(act, xs);
+                prep.finish(like(&xf, slope), like(&xf, y))
+            }
+            OpsKind::UnTracked(prep) => {
+                let mut y = xs.to_vec();
+                apply_slice(act, &mut y);
+                prep.finish(like(&xf, y))
+            }
+        };
+        Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    }
 }
 
 /// Apply `act` in place to an f32 slice, split over the rayon pool when large.

@@ -19,6 +19,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
+use peftlab_linalg::attention::multi_head_attention;
 use serde::Deserialize;
 
 use crate::ModelError;
@@ -122,18 +123,13 @@ pub struct Bert {
 }
 
 impl BertLayer {
-    fn forward(&self, h: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let [b, t, d] = h.dims();
-        let (nh, dh) = (self.heads, d / self.heads);
-        let split = |x: Tensor<3>| x.reshape([b, t, nh, dh]).swap_dims(1, 2);
-        let q = split(self.query.forward(h.clone()));
-        let k = split(self.key.forward(h.clone()));
-        let v = split(self.value.forward(h.clone()));
-        // fused scaled-dot-product attention (scale 1/√dh), additive padding bias
-        let ctx =
-            burn::tensor::module::attention(q, k, v, None, Some(mask_bias), Default::default())
-                .swap_dims(1, 2)
-                .reshape([b, t, d]);
+    fn forward(&self, h: Tensor<3>, key_bias: Tensor<2>) -> Tensor<3> {
+        let q = self.query.forward(h.clone());
+        let k = self.key.forward(h.clone());
+        let v = self.value.forward(h.clone());
+        // scaled-dot-product attention (scale 1/√dh) over the interleaved heads, additive
+        // padding bias per key; fused on flex (peftlab_linalg::attention)
+        let ctx = multi_head_attention(q, k, v, Some(key_bias), self.heads);
         let h1 = self
             .attention_norm
             .forward(h + self.attention_output.forward(ctx));
@@ -177,9 +173,8 @@ impl Bert {
             + self.position_embeddings.forward(pos)
             + self.token_type_embeddings.forward(types);
         let mut h = self.embeddings_norm.forward(e);
-        // 0 where attended, −1e9 where padded, one row per query: [B, 1, T, T]
-        let bias = ((mask.ones_like() - mask).reshape([b, 1, 1, t]) * -1e9).expand([b, 1, t, t])
-            + Tensor::<4>::zeros([1, 1, t, t], &device);
+        // 0 where attended, −1e9 where padded, per key: [B, T]
+        let bias = (mask.ones_like() - mask) * -1e9;
         for layer in &self.layers {
             h = layer.forward(h, bias.clone());
         }

@@ -237,6 +237,60 @@ fn merge_is_equivalent_idempotent_and_reversible() {
     }
 }
 
+/// The frozen base is packed once for the CPU fast path (`peftlab_linalg::frozen`); a merge,
+/// an unmerge or a weight replaced behind the layer's back must never be served from the old
+/// pack. Each forward below is compared with the same product computed from `weight.val()`.
+#[test]
+fn a_merged_unmerged_or_replaced_weight_is_never_served_from_a_stale_pack() {
+    let dev = device();
+    let mut m = TinyEncoder::new(1, 16, 24, &dev);
+    attach(&mut m, &methods(4, &["query"])[0], 3).unwrap();
+    perturb(&mut m, 9);
+    let x = input(2, 5, 16, 4, &dev);
+    let mut query = None;
+    m.for_each_linear("", &mut |path, l| {
+        if path.ends_with("query") {
+            query = Some(l.clone());
+        }
+    });
+    let mut layer = query.expect("a query layer");
+    let reference = |l: &AdaptedLinear| {
+        let base = x.clone().matmul(l.weight.val().unsqueeze::<3>())
+            + l.bias.as_ref().unwrap().val().unsqueeze::<3>();
+        match (&l.adapter, l.merged) {
+            (Some(a), false) => values(&(base.clone() + a.forward(x.clone(), &base))),
+            _ => values(&base),
+        }
+    };
+    let unmerged = values(&layer.forward(x.clone()));
+    assert!(max_abs_diff(&unmerged, &reference(&layer)) <= 1e-5);
+    if cfg!(feature = "flex") {
+        assert!(
+            layer.packed.is_packed(),
+            "the flex forward packs the frozen base"
+        );
+    }
+    layer.merge(true, "query").unwrap();
+    assert!(!layer.packed.is_packed(), "merge drops the pack");
+    let merged = values(&layer.forward(x.clone()));
+    assert!(
+        max_abs_diff(&merged, &unmerged) <= 1e-4,
+        "merged forward used the unmerged base ({})",
+        max_abs_diff(&merged, &unmerged)
+    );
+    layer.unmerge().unwrap();
+    assert!(max_abs_diff(&values(&layer.forward(x.clone())), &unmerged) <= 1e-4);
+
+    // replaced without merge/unmerge (as a loaded record would): still the new weight
+    let replaced = layer.weight.val() * 2.0;
+    layer.weight = Param::initialized(layer.weight.id, replaced).set_require_grad(false);
+    let got = values(&layer.forward(x.clone()));
+    assert!(
+        max_abs_diff(&got, &reference(&layer)) <= 1e-5,
+        "a replaced weight was served from the old pack"
+    );
+}
+
 #[test]
 fn safe_merge_rejects_non_finite_and_leaves_weights() {
     let dev = device();

@@ -146,11 +146,7 @@ fn t3(v: Vec<f32>, dims: [usize; 3], device: &Device) -> Tensor<3> {
 }
 
 fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    t.clone()
-        .into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .unwrap()
+    t.try_to_vec_as::<f64>().unwrap()
 }
 
 proptest! {

@@ -2,6 +2,7 @@
 //!
 //! Run: `cargo test -p peftlab-linalg`. Each module states its tolerances.
 
+mod attention;
 mod common;
 mod decomp;
 mod frozen;
