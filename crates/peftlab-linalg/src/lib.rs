@@ -45,6 +45,7 @@ pub mod frozen;
 pub mod gemm;
 pub mod geometry;
 pub mod init;
+pub mod norm;
 pub mod regularize;
 pub mod scalar;
 pub mod simd;

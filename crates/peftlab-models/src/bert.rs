@@ -20,6 +20,7 @@ use burn::nn::{Embedding, LayerNorm};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
 use peftlab_linalg::attention::multi_head_attention;
+use peftlab_linalg::norm::add_layer_norm;
 use serde::Deserialize;
 
 use crate::ModelError;
@@ -99,6 +100,8 @@ pub struct BertLayer {
     pub output_norm: LayerNorm,
     /// Heads.
     pub heads: usize,
+    /// LayerNorm ε of both norms (`layer_norm_eps`; burn's `LayerNorm` keeps its own private).
+    pub norm_eps: f64,
 }
 
 /// A BERT encoder.
@@ -130,14 +133,23 @@ impl BertLayer {
         // scaled-dot-product attention (scale 1/√dh) over the interleaved heads, additive
         // padding bias per key; fused on flex (peftlab_linalg::attention)
         let ctx = multi_head_attention(q, k, v, Some(key_bias), self.heads);
-        let h1 = self
-            .attention_norm
-            .forward(h + self.attention_output.forward(ctx));
+        // residual add + LayerNorm, fused on flex (peftlab_linalg::norm)
+        let norm = |n: &LayerNorm, x: Tensor<3>, residual: Tensor<3>| {
+            let beta = n.beta.as_ref().map(Param::val);
+            add_layer_norm(
+                x,
+                Some(residual),
+                &n.gamma.val(),
+                beta.as_ref(),
+                self.norm_eps,
+            )
+        };
+        let h1 = norm(&self.attention_norm, self.attention_output.forward(ctx), h);
         let ff = self.output.forward(act::apply(
             Activation::GeluErf,
             self.intermediate.forward(h1.clone()),
         ));
-        self.output_norm.forward(h1 + ff)
+        norm(&self.output_norm, ff, h1)
     }
 }
 
@@ -257,6 +269,7 @@ impl Bert {
                 output: linear(ck, &format!("{p}.output.dense"), c.intermediate_size, d)?,
                 output_norm: norm(ck, &format!("{p}.output.LayerNorm"))?,
                 heads: c.num_attention_heads,
+                norm_eps: c.layer_norm_eps,
             });
         }
         let pooler = if ck.contains(&format!("{prefix}pooler.dense.weight")) {

@@ -7,6 +7,7 @@ mod common;
 mod decomp;
 mod frozen;
 mod geometry;
+mod norm;
 mod regularize;
 mod strips;
 mod transform;

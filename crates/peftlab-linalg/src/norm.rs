@@ -1,0 +1,327 @@
+//! Residual add + LayerNorm, fused forward and backward: `y = LN(x + r)·γ + β`.
+//!
+//! Post-norm transformers (BERT, MiniLM) end each sub-layer with `LayerNorm(h + f(h))`; under
+//! burn's autodiff that is an add, a mean, a subtraction, a square, a second mean, a square
+//! root, a division, a multiply and an add — and twice as many passes backward — over
+//! `[B, T, d]` (2.6 ms fwd + bwd per MiniLM norm at B = 32, T = 64: `examples/train_probe` in
+//! peftlab-models). Here it is one pass forward (per row: sum, centred sum of squares, then
+//! `x̂ = (z − μ)/√(σ² + ε)` and `y = x̂γ + β`, keeping `x̂` and `1/√(σ² + ε)`) and one backward:
+//!
+//! `g = ∂L/∂y ⊙ γ`, `∂L/∂z = (g − mean(g) − x̂·mean(g ⊙ x̂)) / √(σ² + ε)`, which is both `∂L/∂x`
+//! and `∂L/∂r`.
+//!
+//! The variance is the biased one (divide by `d`), as burn's and PyTorch's LayerNorm. It
+//! applies to f32 on `flex` with `γ`, `β` untracked (frozen); elsewhere it is burn's
+//! `module::layer_norm` after the add, equal to f32 rounding (tests: `tests/properties/norm.rs`).
+
+use burn::tensor::{DType, Tensor};
+
+/// `LayerNorm(x + residual)` over the last dim with `γ: [d]`, `β: [d]`, `eps`; see the module
+/// docs. Without `residual`, `LayerNorm(x)`.
+///
+/// # Panics
+/// If the shapes disagree (as burn's ops would).
+pub fn add_layer_norm<const D: usize>(
+    x: Tensor<D>,
+    residual: Option<Tensor<D>>,
+    gamma: &Tensor<1>,
+    beta: Option<&Tensor<1>>,
+    eps: f64,
+) -> Tensor<D> {
+    if let Some(r) = &residual {
+        assert_eq!(x.dims(), r.dims(), "add_layer_norm: residual's shape");
+    }
+    #[cfg(feature = "flex")]
+    if let Some(y) = flex::try_fused(&x, residual.as_ref(), gamma, beta, eps) {
+        return y;
+    }
+    reference(x, residual, gamma, beta, eps)
+}
+
+/// burn's composition (the fallback and the tests' reference).
+pub fn reference<const D: usize>(
+    x: Tensor<D>,
+    residual: Option<Tensor<D>>,
+    gamma: &Tensor<1>,
+    beta: Option<&Tensor<1>>,
+    eps: f64,
+) -> Tensor<D> {
+    let z = match residual {
+        Some(r) => x + r,
+        None => x,
+    };
+    burn::tensor::module::layer_norm(z, gamma.clone(), beta.cloned(), eps)
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use std::sync::Arc;
+
+    use super::*;
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::TensorData;
+    use burn_flex::FlexTensor;
+    use rayon::prelude::*;
+
+    const ROWS: usize = 64;
+
+    fn contiguous(x: &FlexTensor) -> FlexTensor {
+        if x.as_slice::<f32>().is_some() {
+            x.clone()
+        } else {
+            x.to_contiguous()
+        }
+    }
+
+    fn slice(x: &FlexTensor) -> &[f32] {
+        x.as_slice::<f32>().expect("made contiguous f32")
+    }
+
+    fn like(x: &FlexTensor, v: Vec<f32>) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(v, x.layout().shape().clone()))
+    }
+
+    pub(super) fn try_fused<const D: usize>(
+        x: &Tensor<D>,
+        residual: Option<&Tensor<D>>,
+        gamma: &Tensor<1>,
+        beta: Option<&Tensor<1>>,
+        eps: f64,
+    ) -> Option<Tensor<D>> {
+        let f32s = x.dtype() == DType::F32
+            && residual.is_none_or(|r| r.dtype() == DType::F32)
+            && gamma.dtype() == DType::F32
+            && beta.is_none_or(|b| b.dtype() == DType::F32);
+        let d = x.dims()[D - 1];
+        if !f32s || gamma.dims()[0] != d || beta.is_some_and(|b| b.dims()[0] != d) || d == 0 {
+            return None;
+        }
+        let autodiff = x.device().is_autodiff();
+        let param = |p: &Tensor<1>| -> Option<FlexTensor> {
+            if autodiff {
+                let p = p.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+                (!p.is_tracked()).then(|| contiguous(&p.into_primitive()))
+            } else {
+                Some(contiguous(&p.clone().try_into_primitive::<Flex>().ok()?))
+            }
+        };
+        let g = param(gamma)?;
+        let b = match beta {
+            Some(b) => Some(param(b)?),
+            None => None,
+        };
+        if !autodiff {
+            let xf = contiguous(&x.clone().try_into_primitive::<Flex>().ok()?);
+            let rf = match residual {
+                Some(r) => Some(contiguous(&r.clone().try_into_primitive::<Flex>().ok()?)),
+                None => None,
+            };
+            let (y, _) = forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, false);
+            return Some(Tensor::from_primitive::<Flex>(y));
+        }
+        let xa = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+        let ra = match residual {
+            Some(r) => Some(r.clone().try_into_primitive::<Autodiff<Flex>>().ok()?),
+            None => None,
+        };
+        let xf = contiguous(xa.primitive());
+        let rf = ra.as_ref().map(|r| contiguous(r.primitive()));
+        let out = match &ra {
+            Some(ra) => {
+                match AddNormBackward
+                    .prepare::<NoCheckpointing>([xa.node(), ra.node()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => {
+                        let (y, saved) = forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, true);
+                        prep.finish(saved.expect("kept").with_gamma(g), y)
+                    }
+                    OpsKind::UnTracked(prep) => {
+                        prep.finish(forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, false).0)
+                    }
+                }
+            }
+            None => {
+                match NormBackward
+                    .prepare::<NoCheckpointing>([xa.node()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => {
+                        let (y, saved) = forward(&xf, None, &g, b.as_ref(), eps, true);
+                        prep.finish(saved.expect("kept").with_gamma(g), y)
+                    }
+                    OpsKind::UnTracked(prep) => {
+                        prep.finish(forward(&xf, None, &g, b.as_ref(), eps, false).0)
+                    }
+                }
+            }
+        };
+        Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    }
+
+    /// What the backward needs: `x̂`, `1/√(σ² + ε)` per row, `γ`.
+    #[derive(Clone)]
+    struct Saved {
+        xhat: Arc<Vec<f32>>,
+        rstd: Arc<Vec<f32>>,
+        gamma: Option<FlexTensor>,
+        shape: FlexTensor,
+    }
+
+    impl Saved {
+        fn with_gamma(mut self, g: FlexTensor) -> Self {
+            self.gamma = Some(g);
+            self
+        }
+    }
+
+    impl std::fmt::Debug for Saved {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "LayerNormState({} rows)", self.rstd.len())
+        }
+    }
+
+    fn forward(
+        x: &FlexTensor,
+        r: Option<&FlexTensor>,
+        gamma: &FlexTensor,
+        beta: Option<&FlexTensor>,
+        eps: f64,
+        keep: bool,
+    ) -> (FlexTensor, Option<Saved>) {
+        let xs = slice(x);
+        let rs = r.map(slice);
+        let (gs, bs) = (slice(gamma), beta.map(slice));
+        let d = gs.len();
+        let rows = xs.len() / d;
+        let mut y = vec![0.0f32; xs.len()];
+        let mut xhat = if keep {
+            vec![0.0f32; xs.len()]
+        } else {
+            Vec::new()
+        };
+        let mut rstd = vec![0.0f32; rows];
+        let eps = eps as f32;
+        let body = |(blk, ((yb, xb), rb)): (usize, ((&mut [f32], &mut [f32]), &mut [f32]))| {
+            let mut z = vec![0.0f32; d];
+            for (i, (yr, sr)) in yb.chunks_exact_mut(d).zip(rb.iter_mut()).enumerate() {
+                let row = blk * ROWS + i;
+                let xr = &xs[row * d..(row + 1) * d];
+                match rs {
+                    Some(rs) => {
+                        for ((z, a), b) in z.iter_mut().zip(xr).zip(&rs[row * d..(row + 1) * d]) {
+                            *z = a + b;
+                        }
+                    }
+                    None => z.copy_from_slice(xr),
+                }
+                let mean = z.iter().sum::<f32>() / d as f32;
+                let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+                let s = 1.0 / (var + eps).sqrt();
+                *sr = s;
+                for ((y, z), g) in yr.iter_mut().zip(z.iter_mut()).zip(gs) {
+                    *z = (*z - mean) * s;
+                    *y = *z * g;
+                }
+                if let Some(bs) = bs {
+                    for (y, b) in yr.iter_mut().zip(bs) {
+                        *y += b;
+                    }
+                }
+                if !xb.is_empty() {
+                    xb[i * d..(i + 1) * d].copy_from_slice(&z);
+                }
+            }
+        };
+        let chunk = ROWS * d;
+        if keep {
+            y.par_chunks_mut(chunk)
+                .zip(xhat.par_chunks_mut(chunk))
+                .zip(rstd.par_chunks_mut(ROWS))
+                .enumerate()
+                .for_each(body);
+        } else {
+            y.par_chunks_mut(chunk)
+                .zip(rstd.par_chunks_mut(ROWS))
+                .enumerate()
+                .for_each(|(blk, (yb, rb))| body((blk, ((yb, &mut []), rb))));
+        }
+        let saved = keep.then(|| Saved {
+            xhat: Arc::new(xhat),
+            rstd: Arc::new(rstd),
+            gamma: None,
+            shape: x.clone(),
+        });
+        (like(x, y), saved)
+    }
+
+    fn backward(s: &Saved, grad: &FlexTensor) -> FlexTensor {
+        let gr = slice(grad);
+        let gamma = s.gamma.as_ref().expect("set before finish");
+        let gs = slice(gamma);
+        let d = gs.len();
+        let mut dz = vec![0.0f32; gr.len()];
+        dz.par_chunks_mut(ROWS * d)
+            .enumerate()
+            .for_each(|(blk, out)| {
+                let mut g = vec![0.0f32; d];
+                for (i, o) in out.chunks_exact_mut(d).enumerate() {
+                    let row = blk * ROWS + i;
+                    let (dy, xh) = (&gr[row * d..(row + 1) * d], &s.xhat[row * d..(row + 1) * d]);
+                    let (mut mg, mut mgx) = (0.0f32, 0.0f32);
+                    for ((g, dy), (gm, xh)) in g.iter_mut().zip(dy).zip(gs.iter().zip(xh)) {
+                        *g = dy * gm;
+                        mg += *g;
+                        mgx += *g * xh;
+                    }
+                    let (mg, mgx) = (mg / d as f32, mgx / d as f32);
+                    let sr = s.rstd[row];
+                    for ((o, g), xh) in o.iter_mut().zip(&g).zip(xh) {
+                        *o = (g - mg - xh * mgx) * sr;
+                    }
+                }
+            });
+        like(&s.shape, dz)
+    }
+
+    #[derive(Debug)]
+    struct AddNormBackward;
+
+    impl Backward<Flex, 2> for AddNormBackward {
+        type State = Saved;
+
+        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+            let dz = backward(&ops.state, &grad);
+            let [nx, nr] = ops.parents;
+            if let Some(n) = nx {
+                grads.register::<Flex>(n.id, dz.clone());
+            }
+            if let Some(n) = nr {
+                grads.register::<Flex>(n.id, dz);
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct NormBackward;
+
+    impl Backward<Flex, 1> for NormBackward {
+        type State = Saved;
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+            let dz = backward(&ops.state, &grad);
+            let [nx] = ops.parents;
+            if let Some(n) = nx {
+                grads.register::<Flex>(n.id, dz);
+            }
+        }
+    }
+}

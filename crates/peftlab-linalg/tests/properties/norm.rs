@@ -1,0 +1,93 @@
+//! Fused residual + LayerNorm (`norm`) against burn's add + `module::layer_norm`: value and the
+//! gradients of both inputs under autodiff, with and without β and the residual.
+//!
+//! Tolerance: means and variances are sums of `d` f32 terms of O(1), so each side is within a
+//! few `d·ε` of the exact value relative to the output's scale; held to
+//! `16·(d + 1)·ε·(1 + max|reference|)`.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use peftlab_linalg::norm::{add_layer_norm, reference};
+use proptest::prelude::*;
+
+const EPS: f64 = f32::EPSILON as f64;
+
+fn lcg(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
+    t.try_to_vec_as::<f64>().unwrap()
+}
+
+fn close(got: &[f64], want: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
+    let scale = 1.0 + want.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if (g - w).abs() > tol * scale {
+            return Err(TestCaseError::fail(format!("{what}[{i}]: {g} vs {w}")));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn fused_add_layer_norm_matches_burn_with_gradients(
+        b in 1usize..3,
+        t in 1usize..9,
+        d in 1usize..70,
+        with_residual in any::<bool>(),
+        with_beta in any::<bool>(),
+        eps in prop_oneof![Just(1e-12), Just(1e-5)],
+        seed in any::<u64>(),
+    ) {
+        let dev = Device::flex().autodiff();
+        let t3 = |s: u64| Tensor::<3>::from_data(TensorData::new(lcg(s, b * t * d), [b, t, d]), &dev);
+        let gamma = Tensor::<1>::from_data(TensorData::new(lcg(seed ^ 7, d), [d]), &dev);
+        let beta = with_beta.then(|| Tensor::<1>::from_data(TensorData::new(lcg(seed ^ 8, d), [d]), &dev));
+        let w = t3(seed ^ 9);
+        let run = |fused: bool| {
+            let x = t3(seed).require_grad();
+            let r = with_residual.then(|| t3(seed ^ 1).require_grad());
+            let y = if fused {
+                add_layer_norm(x.clone(), r.clone(), &gamma, beta.as_ref(), eps)
+            } else {
+                reference(x.clone(), r.clone(), &gamma, beta.as_ref(), eps)
+            };
+            let g = (y.clone() * w.clone()).sum().backward();
+            let dx = host(&x.grad(&g).expect("dx"));
+            let dr = r.map(|r| host(&r.grad(&g).expect("dr")));
+            (host(&y), dx, dr)
+        };
+        let (y1, dx1, dr1) = run(true);
+        let (y2, dx2, dr2) = run(false);
+        let tol = 16.0 * (d + 1) as f64 * EPS;
+        close(&y1, &y2, tol, "y")?;
+        close(&dx1, &dx2, tol, "dx")?;
+        if let (Some(a), Some(b)) = (dr1, dr2) {
+            close(&a, &b, tol, "dr")?;
+        }
+    }
+}
+
+#[test]
+fn trainable_gamma_takes_burns_layer_norm_and_gets_its_gradient() {
+    let dev = Device::flex().autodiff();
+    let x = Tensor::<2>::from_data(TensorData::new(lcg(1, 12), [3, 4]), &dev).require_grad();
+    let gamma = Tensor::<1>::from_data(TensorData::new(lcg(2, 4), [4]), &dev).require_grad();
+    let y = add_layer_norm(x, None, &gamma, None, 1e-5);
+    let g = y.sum().backward();
+    assert!(
+        gamma.grad(&g).is_some(),
+        "γ trains: its gradient must exist"
+    );
+}
