@@ -124,18 +124,16 @@ impl LowRankAdapter {
         let dims = x.dims();
         let [d_out, _] = self.lora_b.dims();
         let m: usize = dims[..D - 1].iter().product();
-        // One 2-D product over all rows: a broadcast batched matmul runs (and packs) once per
-        // leading index (docs/performance.md, issue 16).
-        let x2 = x.reshape([m, dims[D - 1]]);
         let u2 = self
             .transform
-            .apply(x2.matmul(self.lora_a.val().transpose()));
+            .apply(matmul_rows(x, self.lora_a.val().transpose()).reshape([m, self.rank()]));
         if self.groups == 1 {
             // the scale folded into Bᵀ ([r, d_out]) instead of a pass over the [m, d_out] output
-            let b_t = self.lora_b.val().transpose() * self.scale;
             let mut out = dims;
             out[D - 1] = d_out;
-            return u2.matmul(b_t).reshape(out);
+            return u2
+                .matmul(self.lora_b.val().transpose() * self.scale)
+                .reshape(out);
         }
         // block-diagonal B: group i of u ([m, r]) meets B_i ([d_g, r])
         let (g, r_total) = (self.groups, u2.dims()[1]);
@@ -203,4 +201,15 @@ pub(crate) fn dropout(p: f64) -> Result<Dropout, AdapterError> {
         });
     }
     Ok(DropoutConfig::new(p).init())
+}
+
+/// `x: [..., k]` · `w: [k, n]` → `[..., n]` as one 2-D product over all `∏ leading dims` rows:
+/// a broadcast batched matmul runs (and packs `w`) once per leading index
+/// (docs/performance.md, issue 16).
+pub(crate) fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let m: usize = dims[..D - 1].iter().product();
+    let y = x.reshape([m, dims[D - 1]]).matmul(w);
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
 }

@@ -22,6 +22,7 @@
 //!
 //! Reproduce: baseline rows of `cargo xtask reproduce triadaptlora`.
 
+use crate::lowrank::matmul_rows;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
@@ -133,12 +134,8 @@ impl AdaLoraAdapter {
     /// Factored update `s/(r+ε) · ((x (Q ⊙ λ)ᵀ) Pᵀ)` for `x: [..., d_in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let qe = self.lora_a.val() * self.lora_e.val();
-        let u = self
-            .dropout
-            .forward(x)
-            .matmul(qe.transpose().unsqueeze::<D>())
-            * self.scale;
-        u.matmul(self.lora_b.val().transpose().unsqueeze::<D>())
+        let u = matmul_rows(self.dropout.forward(x), qe.transpose()) * self.scale;
+        matmul_rows(u, self.lora_b.val().transpose())
     }
 
     /// Dense update in burn layout `[d_in, d_out]`.

@@ -40,6 +40,7 @@
 //!
 //! Reproduce: `cargo xtask reproduce triadaptlora`.
 
+use crate::lowrank::matmul_rows;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
@@ -324,9 +325,9 @@ impl TriAdaptAdapter {
     /// Factored update `s · ((dropout(x) A_catᵀ) Cᵀ) B_catᵀ` for `x: [..., d_in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = self.dropout.forward(x);
-        let u = x.matmul(self.a_cat().transpose().unsqueeze::<D>());
-        let u = u.matmul(self.c().transpose().unsqueeze::<D>()) * self.scale_at(self.rank());
-        u.matmul(self.b_cat().transpose().unsqueeze::<D>())
+        let u = matmul_rows(x, self.a_cat().transpose());
+        let u = matmul_rows(u, self.c().transpose()) * self.scale_at(self.rank());
+        matmul_rows(u, self.b_cat().transpose())
     }
 
     /// Dense update in burn layout `[d_in, d_out]`.
