@@ -109,5 +109,35 @@ fn assembly(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decomp_f32, decomp_f64, tensor_roundtrip, assembly);
+/// A frozen weight's product at MiniLM's shapes: the packed kernel (`gemm_packed`, `B` packed
+/// once) against burn's `matmul` on the same data (flex, which packs both operands per call).
+fn frozen_gemm(c: &mut Criterion) {
+    use burn::tensor::{Tensor, TensorData};
+    use peftlab_linalg::gemm::{PackedMatrix, gemm_packed};
+    let mut g = c.benchmark_group("gemm");
+    let dev = burn::tensor::Device::default();
+    for (m, k, n) in [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384)] {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01).collect();
+        let w: Vec<f32> = (0..k * n).map(|i| ((i * 3 % 11) as f32 - 5.0) * 0.01).collect();
+        let packed = PackedMatrix::pack(&w, k, n, n, 1);
+        let mut out = vec![std::mem::MaybeUninit::<f32>::uninit(); m * n];
+        g.bench_function(format!("packed/{m}x{k}x{n}"), |b| {
+            b.iter(|| gemm_packed(&a, k, m, &packed, None, &mut out))
+        });
+        let ta = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &dev);
+        let tw = Tensor::<2>::from_data(TensorData::new(w.clone(), [k, n]), &dev);
+        g.bench_function(format!("burn_matmul/{m}x{k}x{n}"), |b| {
+            b.iter(|| std::hint::black_box(ta.clone().matmul(tw.clone()).into_data()))
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    decomp_f32,
+    decomp_f64,
+    tensor_roundtrip,
+    assembly,
+    frozen_gemm
+);
 criterion_main!(benches);
