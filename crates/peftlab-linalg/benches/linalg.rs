@@ -117,8 +117,12 @@ fn frozen_gemm(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemm");
     let dev = burn::tensor::Device::default();
     for (m, k, n) in [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384)] {
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 3 % 11) as f32 - 5.0) * 0.01).collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01)
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 3 % 11) as f32 - 5.0) * 0.01)
+            .collect();
         let packed = PackedMatrix::pack(&w, k, n, n, 1);
         let mut out = vec![std::mem::MaybeUninit::<f32>::uninit(); m * n];
         g.bench_function(format!("packed/{m}x{k}x{n}"), |b| {

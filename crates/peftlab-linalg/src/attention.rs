@@ -411,7 +411,6 @@ mod flex {
         ];
         (0..b * heads).into_par_iter().for_each(|task| {
             let (bi, h) = (task / heads, task % heads);
-            let ptrs = ptrs;
             let pb = &p[task * t * t..(task + 1) * t * t];
             // SAFETY: as in the forward, each task writes only its rows × head columns.
             unsafe { head_backward(dims, bi, h, qs, ks, vs, gs, pb, ptrs) };

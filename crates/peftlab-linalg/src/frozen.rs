@@ -279,11 +279,10 @@ mod flex {
         let xs = x.as_slice::<f32>().expect("contiguous f32");
         let mut dims = x.layout().shape().to_vec();
         let k = b.k();
-        let rows = if k == 0 {
-            dims[..dims.len() - 1].iter().product()
-        } else {
-            xs.len() / k
-        };
+        let rows = xs
+            .len()
+            .checked_div(k)
+            .unwrap_or_else(|| dims[..dims.len() - 1].iter().product());
         *dims.last_mut().expect("rank ≥ 1") = b.n();
         let bias_contiguous;
         let bias = match bias {

@@ -208,7 +208,9 @@ mod flex {
         };
         let mut rstd = vec![0.0f32; rows];
         let eps = eps as f32;
-        let body = |(blk, ((yb, xb), rb)): (usize, ((&mut [f32], &mut [f32]), &mut [f32]))| {
+        // (block index, ((output rows, x̂ rows or empty), 1/σ of the rows))
+        type Block<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
+        let body = |(blk, ((yb, xb), rb)): Block<'_>| {
             let mut z = vec![0.0f32; d];
             for (i, (yr, sr)) in yb.chunks_exact_mut(d).zip(rb.iter_mut()).enumerate() {
                 let row = blk * ROWS + i;

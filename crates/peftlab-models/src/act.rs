@@ -45,10 +45,10 @@ pub fn apply<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
         return Tensor::from_data(TensorData::new(v, dims), &device);
     }
     #[cfg(feature = "flex")]
-    if fast_path_autodiff(&x) {
-        if let Some(y) = flex_op::apply(act, &x) {
-            return y;
-        }
+    if fast_path_autodiff(&x)
+        && let Some(y) = flex_op::apply(act, &x)
+    {
+        return y;
     }
     match act {
         Activation::GeluErf => burn::tensor::activation::gelu(x),
