@@ -264,72 +264,11 @@ mod flex {
         x.as_slice::<f32>().expect("made contiguous f32")
     }
 
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn head_forward(
-        dims: Dims,
-        bi: usize,
-        h: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        bias: Option<&[f32]>,
-        out: *mut f32,
-        p_block: Option<&mut [f32]>,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return unsafe { head_forward_avx512(dims, bi, h, q, k, v, bias, out, p_block) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return unsafe { head_forward_avx2(dims, bi, h, q, k, v, bias, out, p_block) };
-            }
-        }
-        unsafe { head_forward_body(dims, bi, h, q, k, v, bias, out, p_block) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn head_forward_avx512(
-        dims: Dims,
-        bi: usize,
-        h: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        bias: Option<&[f32]>,
-        out: *mut f32,
-        p_block: Option<&mut [f32]>,
-    ) {
-        unsafe { head_forward_body(dims, bi, h, q, k, v, bias, out, p_block) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn head_forward_avx2(
-        dims: Dims,
-        bi: usize,
-        h: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        bias: Option<&[f32]>,
-        out: *mut f32,
-        p_block: Option<&mut [f32]>,
-    ) {
-        unsafe { head_forward_body(dims, bi, h, q, k, v, bias, out, p_block) }
-    }
-
     /// Head `h` of batch `bi`: `S = (Qₕ/√dₕ) Kₕᵀ + bias` and `Oₕ = softmax(S) Vₕ` as two small
     /// products on the packed GEMM (operands packed straight from the `[B, T, d]` rows),
     /// the softmax vectorized in between.
-    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn head_forward_body(
+    unsafe fn head_forward(
         dims: Dims,
         bi: usize,
         h: usize,
@@ -369,26 +308,56 @@ mod flex {
                 false,
             )
         };
-        for row in s.chunks_exact_mut(t) {
-            softmax_row(row);
-        }
+        softmax_rows(s, t);
         let vp = PackedMatrix::pack(&v[base..], t, dh, d, 1);
         // SAFETY: the caller owns rows bi·t.. × columns h·dh.. of `out` (stride d).
         unsafe { gemm_packed_raw(kernel, s.as_ptr(), t, t, &vp, None, out.add(base), d, false) };
     }
 
+    /// Softmax of each length-`t` row of `s`, in place (exp: [`crate::simd::exp`]).
     #[inline(always)]
-    fn softmax_row(row: &mut [f32]) {
-        let m = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-        let mut sum = 0.0f32;
-        for x in row.iter_mut() {
-            *x = exp(*x - m);
-            sum += *x;
+    fn softmax_rows_body(s: &mut [f32], t: usize) {
+        for row in s.chunks_exact_mut(t) {
+            let m = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+            let mut sum = 0.0f32;
+            for x in row.iter_mut() {
+                *x = exp(*x - m);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            for x in row.iter_mut() {
+                *x *= inv;
+            }
         }
-        let inv = 1.0 / sum;
-        for x in row.iter_mut() {
-            *x *= inv;
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn softmax_rows_avx512(s: &mut [f32], t: usize) {
+        softmax_rows_body(s, t);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn softmax_rows_avx2(s: &mut [f32], t: usize) {
+        softmax_rows_body(s, t);
+    }
+
+    fn softmax_rows(s: &mut [f32], t: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                return unsafe { softmax_rows_avx512(s, t) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                return unsafe { softmax_rows_avx2(s, t) };
+            }
         }
+        softmax_rows_body(s, t)
     }
 
     /// `[dQ, dK, dV]`, each `[B, T, d]`.
@@ -418,69 +387,9 @@ mod flex {
         [tensor(dq, dims), tensor(dk, dims), tensor(dv, dims)]
     }
 
+    /// Head `h` of batch `bi` backward: four small products on the packed GEMM.
     #[allow(clippy::too_many_arguments)]
     unsafe fn head_backward(
-        dims: Dims,
-        bi: usize,
-        h: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        g: &[f32],
-        p: &[f32],
-        out: [SendPtr; 3],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return unsafe { head_backward_avx512(dims, bi, h, q, k, v, g, p, out) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return unsafe { head_backward_avx2(dims, bi, h, q, k, v, g, p, out) };
-            }
-        }
-        unsafe { head_backward_body(dims, bi, h, q, k, v, g, p, out) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn head_backward_avx512(
-        dims: Dims,
-        bi: usize,
-        h: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        g: &[f32],
-        p: &[f32],
-        out: [SendPtr; 3],
-    ) {
-        unsafe { head_backward_body(dims, bi, h, q, k, v, g, p, out) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn head_backward_avx2(
-        dims: Dims,
-        bi: usize,
-        h: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        g: &[f32],
-        p: &[f32],
-        out: [SendPtr; 3],
-    ) {
-        unsafe { head_backward_body(dims, bi, h, q, k, v, g, p, out) }
-    }
-
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn head_backward_body(
         dims: Dims,
         bi: usize,
         h: usize,

@@ -130,37 +130,10 @@ mod flex {
         };
         let xf = contiguous(xa.primitive());
         let rf = ra.as_ref().map(|r| contiguous(r.primitive()));
+        let run = |keep| forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, keep);
         let out = match &ra {
-            Some(ra) => {
-                match AddNormBackward
-                    .prepare::<NoCheckpointing>([xa.node(), ra.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => {
-                        let (y, saved) = forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, true);
-                        prep.finish(saved.expect("kept").with_gamma(g), y)
-                    }
-                    OpsKind::UnTracked(prep) => {
-                        prep.finish(forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, false).0)
-                    }
-                }
-            }
-            None => {
-                match NormBackward
-                    .prepare::<NoCheckpointing>([xa.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => {
-                        let (y, saved) = forward(&xf, None, &g, b.as_ref(), eps, true);
-                        prep.finish(saved.expect("kept").with_gamma(g), y)
-                    }
-                    OpsKind::UnTracked(prep) => {
-                        prep.finish(forward(&xf, None, &g, b.as_ref(), eps, false).0)
-                    }
-                }
-            }
+            Some(ra) => tracked([xa.node(), ra.node()], run, g.clone()),
+            None => tracked([xa.node()], run, g.clone()),
         };
         Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
     }
@@ -292,38 +265,38 @@ mod flex {
         like(&s.shape, dz)
     }
 
+    /// The backward of the norm over `N` inputs (`x`, or `x` and `r`): each receives `∂L/∂z`.
     #[derive(Debug)]
-    struct AddNormBackward;
+    struct NormBackward<const N: usize>;
 
-    impl Backward<Flex, 2> for AddNormBackward {
+    impl<const N: usize> Backward<Flex, N> for NormBackward<N> {
         type State = Saved;
 
-        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
             let grad = contiguous(&grads.consume::<Flex>(&ops.node));
             let dz = backward(&ops.state, &grad);
-            let [nx, nr] = ops.parents;
-            if let Some(n) = nx {
+            for n in ops.parents.into_iter().flatten() {
                 grads.register::<Flex>(n.id, dz.clone());
-            }
-            if let Some(n) = nr {
-                grads.register::<Flex>(n.id, dz);
             }
         }
     }
 
-    #[derive(Debug)]
-    struct NormBackward;
-
-    impl Backward<Flex, 1> for NormBackward {
-        type State = Saved;
-
-        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-            let grad = contiguous(&grads.consume::<Flex>(&ops.node));
-            let dz = backward(&ops.state, &grad);
-            let [nx] = ops.parents;
-            if let Some(n) = nx {
-                grads.register::<Flex>(n.id, dz);
+    /// Run the op with its backward over the inputs behind `nodes`.
+    fn tracked<const N: usize>(
+        nodes: [burn::backend::autodiff::ops::NodeGuard; N],
+        run: impl Fn(bool) -> (FlexTensor, Option<Saved>),
+        gamma: FlexTensor,
+    ) -> burn::backend::tensor::FloatTensor<Autodiff<Flex>> {
+        match NormBackward::<N>
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, saved) = run(true);
+                prep.finish(saved.expect("kept").with_gamma(gamma), y)
             }
+            OpsKind::UnTracked(prep) => prep.finish(run(false).0),
         }
     }
 }

@@ -9,36 +9,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use peftlab_linalg::attention::{multi_head_attention, reference};
 use proptest::prelude::*;
 
+use crate::common::{close_rel, lcg, values};
+
 const EPS: f64 = f32::EPSILON as f64;
-
-fn lcg(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    t.try_to_vec_as::<f64>().unwrap()
-}
-
-fn close(got: &[f64], want: &[f64], tol_rel: f64, what: &str) -> Result<(), TestCaseError> {
-    let scale = 1.0 + want.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        if (g - w).abs() > tol_rel * scale {
-            return Err(TestCaseError::fail(format!(
-                "{what}[{i}]: {g} vs {w} (tol {:e})",
-                tol_rel * scale
-            )));
-        }
-    }
-    Ok(())
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
@@ -78,16 +51,16 @@ proptest! {
             let g = (o.clone() * r.clone()).sum().backward();
             let grads: Vec<Vec<f64>> = [&q, &k, &v]
                 .iter()
-                .map(|x| host(&x.grad(&g).expect("a gradient")))
+                .map(|x| values(&x.grad(&g).expect("a gradient")))
                 .collect();
-            (host(&o), grads)
+            (values(&o), grads)
         };
         let (o1, g1) = run(true);
         let (o2, g2) = run(false);
         let tol = 8.0 * (t + dh) as f64 * EPS;
-        close(&o1, &o2, tol, "output")?;
+        close_rel(&o1, &o2, tol, "output")?;
         for (name, (a, w)) in ["dq", "dk", "dv"].iter().zip(g1.iter().zip(&g2)) {
-            close(a, w, tol, name)?;
+            close_rel(a, w, tol, name)?;
         }
 
         // and without autodiff
@@ -96,6 +69,6 @@ proptest! {
         let bias_p = bias.map(|m| m.inner());
         let o3 = multi_head_attention(t3p(seed), t3p(seed ^ 1), t3p(seed ^ 2), bias_p.clone(), heads);
         let o4 = reference(t3p(seed), t3p(seed ^ 1), t3p(seed ^ 2), bias_p, heads);
-        close(&host(&o3), &host(&o4), tol, "inference output")?;
+        close_rel(&values(&o3), &values(&o4), tol, "inference output")?;
     }
 }

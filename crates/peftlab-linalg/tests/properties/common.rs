@@ -154,3 +154,35 @@ pub fn fd_step_and_tol(dtype: DType) -> (f64, f64) {
         (1e-2, 2e-2)
     }
 }
+
+/// `len` values uniform in [−1, 1) from a 64-bit LCG seeded with `seed` (host data for the
+/// fast-path tests: cheap, and any seed proptest draws is a valid one).
+pub fn lcg(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Every `|got − want| ≤ tol · (1 + max|want|)`, else a failure naming `what` and the index.
+pub fn close_rel(got: &[f64], want: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len(), "{}: length", what);
+    let scale = 1.0 + want.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        prop_assert!(
+            (g - w).abs() <= tol * scale,
+            "{}[{}]: {} vs {} (tol {:e})",
+            what,
+            i,
+            g,
+            w,
+            tol * scale
+        );
+    }
+    Ok(())
+}

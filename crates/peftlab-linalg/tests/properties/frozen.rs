@@ -11,21 +11,9 @@ use peftlab_linalg::frozen::FrozenPack;
 use peftlab_linalg::gemm::{Kernel, PackedMatrix, gemm_packed, gemm_packed_with};
 use proptest::prelude::*;
 
-const EPS: f64 = f32::EPSILON as f64;
+use crate::common::{lcg, values};
 
-fn lcg(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+const EPS: f64 = f32::EPSILON as f64;
 
 fn run(
     kernel: Kernel,
@@ -136,17 +124,8 @@ fn flex() -> Device {
     Device::flex()
 }
 
-fn random(dims: &[usize], seed: u64, device: &Device) -> Vec<f32> {
-    let _ = device;
-    lcg(seed, dims.iter().product())
-}
-
 fn t3(v: Vec<f32>, dims: [usize; 3], device: &Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(v, dims), device)
-}
-
-fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    t.try_to_vec_as::<f64>().unwrap()
 }
 
 proptest! {
@@ -164,7 +143,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let dev = flex().autodiff();
-        let xv = random(&[b, t, d_in], seed, &dev);
+        let xv = lcg(seed, b * t * d_in);
         let w = Tensor::<2>::from_data(TensorData::new(lcg(seed ^ 3, d_in * d_out), [d_in, d_out]), &dev);
         let bias = with_bias.then(|| Tensor::<1>::from_data(TensorData::new(lcg(seed ^ 4, d_out), [d_out]), &dev));
         let r = t3(lcg(seed ^ 5, b * t * d_out), [b, t, d_out], &dev);
@@ -199,8 +178,8 @@ proptest! {
             }
             Ok(())
         };
-        check(host(&y1), host(&y2), host(&scale_y), d_in, "y")?;
-        check(host(&dx1), host(&dx2), host(&scale_dx), d_out, "dx")?;
+        check(values(&y1), values(&y2), values(&scale_y), d_in, "y")?;
+        check(values(&dx1), values(&dx2), values(&scale_dx), d_out, "dx")?;
     }
 }
 
@@ -212,9 +191,9 @@ fn a_replaced_weight_is_repacked_never_served_stale() {
     let w2 = w1.clone() + 1.0; // another tensor with other values
     let pack = FrozenPack::new();
     let close = |a: &Tensor<2>, b: &Tensor<2>| {
-        host(a)
+        values(a)
             .iter()
-            .zip(host(b))
+            .zip(values(b))
             .all(|(x, y)| (x - y).abs() < 1e-5)
     };
 
@@ -266,6 +245,6 @@ fn tracked_weights_and_other_dtypes_take_burns_linear() {
         assert!(!FrozenPack::applies(&x, &w, None));
         let y = pack.linear(x.clone(), &w, None);
         assert_eq!(y.dtype(), DType::F64);
-        assert_eq!(host(&y), host(&x.matmul(w)));
+        assert_eq!(values(&y), values(&x.matmul(w)));
     }
 }

@@ -9,33 +9,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use peftlab_linalg::norm::{add_layer_norm, reference};
 use proptest::prelude::*;
 
+use crate::common::{close_rel, lcg, values};
+
 const EPS: f64 = f32::EPSILON as f64;
-
-fn lcg(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn host<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
-    t.try_to_vec_as::<f64>().unwrap()
-}
-
-fn close(got: &[f64], want: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
-    let scale = 1.0 + want.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        if (g - w).abs() > tol * scale {
-            return Err(TestCaseError::fail(format!("{what}[{i}]: {g} vs {w}")));
-        }
-    }
-    Ok(())
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
@@ -64,17 +40,17 @@ proptest! {
                 reference(x.clone(), r.clone(), &gamma, beta.as_ref(), eps)
             };
             let g = (y.clone() * w.clone()).sum().backward();
-            let dx = host(&x.grad(&g).expect("dx"));
-            let dr = r.map(|r| host(&r.grad(&g).expect("dr")));
-            (host(&y), dx, dr)
+            let dx = values(&x.grad(&g).expect("dx"));
+            let dr = r.map(|r| values(&r.grad(&g).expect("dr")));
+            (values(&y), dx, dr)
         };
         let (y1, dx1, dr1) = run(true);
         let (y2, dx2, dr2) = run(false);
         let tol = 16.0 * (d + 1) as f64 * EPS;
-        close(&y1, &y2, tol, "y")?;
-        close(&dx1, &dx2, tol, "dx")?;
+        close_rel(&y1, &y2, tol, "y")?;
+        close_rel(&dx1, &dx2, tol, "dx")?;
         if let (Some(a), Some(b)) = (dr1, dr2) {
-            close(&a, &b, tol, "dr")?;
+            close_rel(&a, &b, tol, "dr")?;
         }
     }
 }
