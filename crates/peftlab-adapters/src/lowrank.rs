@@ -120,7 +120,7 @@ impl LowRankAdapter {
 
     /// The factored update `s · ((dropout(x) Aᵀ) Tᵀ) Bᵀ` for `x: [..., d_in]` → `[..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let x = self.dropout.forward(x);
+        let x = peftlab_linalg::dropout::forward(&self.dropout, x);
         let dims = x.dims();
         let [d_out, _] = self.lora_b.dims();
         let m: usize = dims[..D - 1].iter().product();

@@ -40,6 +40,7 @@
 pub mod attention;
 pub mod convert;
 pub mod decomp;
+pub mod dropout;
 pub mod error;
 pub mod frozen;
 pub mod gemm;

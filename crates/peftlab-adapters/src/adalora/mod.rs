@@ -134,7 +134,10 @@ impl AdaLoraAdapter {
     /// Factored update `s/(r+ε) · ((x (Q ⊙ λ)ᵀ) Pᵀ)` for `x: [..., d_in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let qe = self.lora_a.val() * self.lora_e.val();
-        let u = matmul_rows(self.dropout.forward(x), qe.transpose()) * self.scale;
+        let u = matmul_rows(
+            peftlab_linalg::dropout::forward(&self.dropout, x),
+            qe.transpose(),
+        ) * self.scale;
         matmul_rows(u, self.lora_b.val().transpose())
     }
 

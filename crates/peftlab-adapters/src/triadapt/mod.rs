@@ -324,7 +324,7 @@ impl TriAdaptAdapter {
 
     /// Factored update `s · ((dropout(x) A_catᵀ) Cᵀ) B_catᵀ` for `x: [..., d_in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let x = self.dropout.forward(x);
+        let x = peftlab_linalg::dropout::forward(&self.dropout, x);
         let u = matmul_rows(x, self.a_cat().transpose());
         let u = matmul_rows(u, self.c().transpose()) * self.scale_at(self.rank());
         matmul_rows(u, self.b_cat().transpose())

@@ -186,3 +186,12 @@ pub fn close_rel(got: &[f64], want: &[f64], tol: f64, what: &str) -> Result<(), 
     }
     Ok(())
 }
+
+/// Held by every test that seeds or draws from burn's RNG (one per process, shared by the
+/// test threads), so a seeded draw is not interleaved with another test's.
+pub static BURN_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Take [`BURN_RNG`] (a test that panicked while holding it does not poison the others).
+pub fn burn_rng() -> std::sync::MutexGuard<'static, ()> {
+    BURN_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -11,7 +11,7 @@ use peftlab_linalg::frozen::FrozenPack;
 use peftlab_linalg::gemm::{Kernel, PackedMatrix, gemm_packed, gemm_packed_with};
 use proptest::prelude::*;
 
-use crate::common::{lcg, values};
+use crate::common::{burn_rng, lcg, values};
 
 const EPS: f64 = f32::EPSILON as f64;
 
@@ -185,6 +185,7 @@ proptest! {
 
 #[test]
 fn a_replaced_weight_is_repacked_never_served_stale() {
+    let _rng = burn_rng();
     let dev = flex();
     let x = Tensor::<2>::random([5, 6], Distribution::Uniform(-1.0, 1.0), &dev);
     let w1 = Tensor::<2>::random([6, 4], Distribution::Uniform(-1.0, 1.0), &dev);
@@ -222,6 +223,7 @@ fn a_replaced_weight_is_repacked_never_served_stale() {
 
 #[test]
 fn tracked_weights_and_other_dtypes_take_burns_linear() {
+    let _rng = burn_rng();
     let dev = flex().autodiff();
     let x = Tensor::<2>::random([3, 4], Distribution::Default, &dev).require_grad();
     let w = Tensor::<2>::random([4, 2], Distribution::Default, &dev).require_grad();

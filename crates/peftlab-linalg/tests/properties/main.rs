@@ -5,6 +5,7 @@
 mod attention;
 mod common;
 mod decomp;
+mod dropout;
 mod frozen;
 mod geometry;
 mod norm;
