@@ -19,7 +19,7 @@
 //! [`multi_head_attention`] is burn's composition, equal to f32 rounding (tests:
 //! `tests/properties/attention.rs`). `exp` is [`crate::simd::exp`] (relative error < 2e-7).
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
 
 /// `softmax(Q Kᵀ/√dₕ + bias) V` per head; see the module docs. `key_bias: [B, T]`.
 ///
@@ -70,10 +70,6 @@ pub fn reference(
         .reshape([b, t, d])
 }
 
-fn is_f32<const D: usize>(t: &Tensor<D>) -> bool {
-    t.dtype() == DType::F32
-}
-
 #[cfg(feature = "flex")]
 mod flex {
     use std::sync::Arc;
@@ -89,6 +85,11 @@ mod flex {
     use rayon::prelude::*;
 
     use crate::gemm::{Kernel, PackedMatrix, gemm_packed_raw};
+    use burn::tensor::DType;
+
+    fn is_f32<const D: usize>(t: &Tensor<D>) -> bool {
+        t.dtype() == DType::F32
+    }
     use crate::simd::exp;
 
     #[derive(Clone, Copy)]

@@ -16,7 +16,7 @@
 //! retrained records).
 
 use burn::nn::Dropout;
-use burn::tensor::{DType, Distribution, Tensor};
+use burn::tensor::Tensor;
 
 /// `layer.forward(x)` with the fast mask where it applies (module docs).
 pub fn forward<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
@@ -24,7 +24,7 @@ pub fn forward<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
         return x;
     }
     #[cfg(feature = "flex")]
-    if x.dtype() == DType::F32
+    if x.dtype() == burn::tensor::DType::F32
         && let Some(y) = flex::try_dropout(&x, layer.prob)
     {
         return y;
@@ -104,15 +104,6 @@ pub fn apply_slice(x: &[f32], seed: u64, keep: f64) -> Vec<f32> {
     out
 }
 
-/// One 48-bit seed from the device's RNG (what `device.seed(…)` set).
-fn draw_seed(device: &burn::tensor::Device) -> u64 {
-    let v: Vec<f32> = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), device)
-        .try_to_vec_as::<f32>()
-        .unwrap_or_default();
-    let bits = |x: f32| ((x.clamp(0.0, 1.0) * (1u32 << 24) as f32) as u64) & 0xff_ffff;
-    bits(v.first().copied().unwrap_or(0.0)) | (bits(v.get(1).copied().unwrap_or(0.0)) << 24)
-}
-
 #[cfg(feature = "flex")]
 mod flex {
     use super::*;
@@ -121,8 +112,18 @@ mod flex {
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
     use burn::tensor::TensorData;
     use burn_flex::FlexTensor;
+
+    /// One 48-bit seed from the device's RNG (what `device.seed(…)` set).
+    fn draw_seed(device: &burn::tensor::Device) -> u64 {
+        let v: Vec<f32> = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), device)
+            .try_to_vec_as::<f32>()
+            .unwrap_or_default();
+        let bits = |x: f32| ((x.clamp(0.0, 1.0) * (1u32 << 24) as f32) as u64) & 0xff_ffff;
+        bits(v.first().copied().unwrap_or(0.0)) | (bits(v.get(1).copied().unwrap_or(0.0)) << 24)
+    }
 
     fn contiguous(x: &FlexTensor) -> FlexTensor {
         if x.as_slice::<f32>().is_some() {

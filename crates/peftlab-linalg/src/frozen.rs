@@ -23,9 +23,9 @@
 //! a loaded record, or any other replacement, however it happened. [`FrozenPack::invalidate`]
 //! frees it early.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
 
 #[cfg(feature = "flex")]
 use crate::gemm::{PackedMatrix, gemm_packed};
@@ -156,12 +156,15 @@ impl FrozenPack {
 
 #[cfg(feature = "flex")]
 mod flex {
+    use std::sync::OnceLock;
+
     use super::*;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn::backend::{Autodiff, Flex};
+    use burn::tensor::DType;
     use burn::tensor::TensorData;
     use burn_flex::FlexTensor;
 

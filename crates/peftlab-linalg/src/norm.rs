@@ -14,7 +14,7 @@
 //! applies to f32 on `flex` with `γ`, `β` untracked (frozen); elsewhere it is burn's
 //! `module::layer_norm` after the add, equal to f32 rounding (tests: `tests/properties/norm.rs`).
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
 
 /// `LayerNorm(x + residual)` over the last dim with `γ: [d]`, `β: [d]`, `eps`; see the module
 /// docs. Without `residual`, `LayerNorm(x)`.
@@ -63,6 +63,7 @@ mod flex {
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::{Autodiff, Flex};
+    use burn::tensor::DType;
     use burn::tensor::TensorData;
     use burn_flex::FlexTensor;
     use rayon::prelude::*;

@@ -19,7 +19,7 @@
 //! `erf` absolute error < 2e-7 (Abramowitz & Stegun 7.1.26); so GELU is within
 //! `1e-7·|x| + 1e-7` of the exact value, well inside the 1e-5 parity tolerances.
 
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 /// Which activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,9 @@ pub fn apply<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
 #[cfg(feature = "flex")]
 fn fast_path<const D: usize>(x: &Tensor<D>) -> bool {
     let device = x.device();
-    !device.is_autodiff() && device == burn::tensor::Device::flex() && x.dtype() == DType::F32
+    !device.is_autodiff()
+        && device == burn::tensor::Device::flex()
+        && x.dtype() == burn::tensor::DType::F32
 }
 
 #[cfg(not(feature = "flex"))]
@@ -77,12 +79,7 @@ fn fast_path_autodiff<const D: usize>(x: &Tensor<D>) -> bool {
     let device = x.device();
     device.is_autodiff()
         && device.without_autodiff() == burn::tensor::Device::flex()
-        && x.dtype() == DType::F32
-}
-
-#[cfg(not(feature = "flex"))]
-fn fast_path_autodiff<const D: usize>(_: &Tensor<D>) -> bool {
-    false
+        && x.dtype() == burn::tensor::DType::F32
 }
 
 use peftlab_linalg::simd::exp;
