@@ -4,6 +4,10 @@
 //! global-norm clipping, AdamW — what the training loop does per step. Variants: LoRA r = 8,
 //! the four MTLoRA structures at r = 8, TriAdaptLoRA at rank 8 (no growth during the bench).
 //!
+//! A second group, `smollm2_train_step`: SmolLM2-135M-Instruct (the pinned Q4_1 GGUF, dequantized
+//! to f32) with LoRA r = 8 on its seven projections per layer, B = 8, T = 128, next-token
+//! cross-entropy over all positions, same optimizer.
+//!
 //! Run: `cargo bench -p peftlab-train --bench train_step`; side by side with PyTorch + PEFT
 //! (`scripts/bench_torch_train.py`): `PEFTLAB_PYTHON=… cargo xtask bench-train`. Needs the
 //! fetched MiniLM (`cargo xtask fetch --only minilm`); skipped with a message without it.
@@ -106,5 +110,57 @@ fn step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, step);
+fn smollm2_step(c: &mut Criterion) {
+    use peftlab_models::decoder::CausalLm;
+    use peftlab_models::gguf::GgufFile;
+    use peftlab_models::llama::LlamaForCausalLm;
+    use peftlab_train::trainer::lm_loss;
+    const SB: usize = 8;
+    const ST: usize = 128;
+    let path = peftlab_data::fetch::cache_dir()
+        .join("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    peftlab_train::alloc::retain_freed_memory();
+    let dev = Device::default().autodiff();
+    let mut model = match GgufFile::open(&path).and_then(|f| LlamaForCausalLm::from_gguf(&f, &dev))
+    {
+        Ok((m, _)) => m,
+        Err(e) => {
+            eprintln!("train_step: SmolLM2 unavailable ({e}; cargo xtask fetch); skipped");
+            return;
+        }
+    };
+    let targets =
+        r#"["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]"#;
+    let cfg = adapter(&format!(
+        "method = \"lora\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {targets}"
+    ));
+    attach(&mut model, &cfg, 0).unwrap();
+    let ids: Vec<i64> = (0..SB * ST)
+        .map(|k| 1000 + ((k * 7919) % 20000) as i64)
+        .collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [SB, ST]), &dev);
+    let loss_mask = Tensor::<2>::ones([SB, ST], &dev);
+    let mut opt = AdamW::new(AdamWConfig {
+        weight_decay: 0.01,
+        ..AdamWConfig::default()
+    });
+    let mut m = Some(model);
+    let mut g = c.benchmark_group("smollm2_train_step");
+    g.sample_size(10).measurement_time(Duration::from_secs(30));
+    g.bench_function(format!("lora/b{SB}_t{ST}"), |b| {
+        b.iter(|| {
+            let model = m.take().unwrap();
+            let logits = model.logits(ids.clone(), None);
+            let loss = lm_loss(logits, ids.clone(), loss_mask.clone(), 0.0);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let norm = global_grad_norm(&model, &grads);
+            let scale = if norm > 1.0 { 1.0 / (norm + 1e-6) } else { 1.0 };
+            m = Some(opt.step(model, grads, 1e-4, scale));
+            black_box(norm)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, step, smollm2_step);
 criterion_main!(benches);
