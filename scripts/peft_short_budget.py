@@ -56,6 +56,24 @@ def load_mr(path, seed):
     return rows[:N_TRAIN], rows[N_TRAIN:N_TRAIN + N_DEV]
 
 
+def train_batch(model, params, opt, sched, tok, batch, after=None):
+    """One optimizer step on `batch` ((text, label) pairs), padded to its longest example:
+    forward, backward, clip 1.0, step, schedule, `after()` (AdaLoRA's allocation), zero grads.
+    Returns the model output and the encoded batch."""
+    enc = tok([t for t, _ in batch], truncation=True, max_length=T, padding=True,
+              return_tensors="pt")
+    out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                labels=torch.tensor([y for _, y in batch]))
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    if after is not None:
+        after()
+    opt.zero_grad(set_to_none=True)
+    return out, enc
+
+
 def run(method, seed, a, tok):
     torch.manual_seed(seed)
     train, dev = load_mr(a.mr, 13)
@@ -80,17 +98,9 @@ def run(method, seed, a, tok):
         rng.shuffle(order)
         for i in range(0, len(order), B):
             batch = [train[j] for j in order[i:i + B]]
-            enc = tok([t for t, _ in batch], truncation=True, max_length=T, padding=True,
-                      return_tensors="pt")
-            out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                        labels=torch.tensor([y for _, y in batch]))
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            if method == "adalora":
-                model.base_model.update_and_allocate(step)
-            opt.zero_grad(set_to_none=True)
+            out, _ = train_batch(model, params, opt, sched, tok, batch,
+                                 after=(lambda: model.base_model.update_and_allocate(step))
+                                 if method == "adalora" else None)
             step += 1
     model.eval()
     correct = 0

@@ -36,9 +36,7 @@ import peft
 import torch
 import transformers
 
-from peft_short_budget import TARGETS, MeanPoolClassifier, load_mr
-
-B, T, EPOCHS = 32, 64, 3
+from peft_short_budget import B, EPOCHS, T, TARGETS, MeanPoolClassifier, load_mr, train_batch
 
 
 def grouped_order(lengths, rng):
@@ -86,15 +84,7 @@ def main():
             rng.shuffle(order)
         for i in range(0, len(order), B):
             batch = [train[j] for j in order[i:i + B]]
-            enc = tok([t for t, _ in batch], truncation=True, max_length=T, padding=True,
-                      return_tensors="pt")
-            out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                        labels=torch.tensor([y for _, y in batch]))
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            out, enc = train_batch(model, params, opt, sched, tok, batch)
             seen += len(batch)
             tokens += enc["input_ids"].numel()
     wall = time.perf_counter() - start

@@ -124,9 +124,11 @@ impl LowRankAdapter {
         let dims = x.dims();
         let [d_out, _] = self.lora_b.dims();
         let m: usize = dims[..D - 1].iter().product();
+        // one 2-D product over all rows (see `matmul_rows`)
+        let x2 = x.reshape([m, dims[D - 1]]);
         let u2 = self
             .transform
-            .apply(matmul_rows(x, self.lora_a.val().transpose()).reshape([m, self.rank()]));
+            .apply(x2.matmul(self.lora_a.val().transpose()));
         if self.groups == 1 {
             // the scale folded into Bᵀ ([r, d_out]) instead of a pass over the [m, d_out] output
             let mut out = dims;

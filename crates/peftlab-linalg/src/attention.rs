@@ -80,17 +80,18 @@ mod flex {
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::{Autodiff, Flex};
-    use burn::tensor::TensorData;
     use burn_flex::FlexTensor;
     use rayon::prelude::*;
 
-    use crate::gemm::{Kernel, PackedMatrix, gemm_packed_raw};
     use burn::tensor::DType;
+
+    use crate::fastpath::{contiguous, f32s as slice, from_vec};
+    use crate::gemm::{Kernel, PackedMatrix, SendPtr, gemm_packed_raw};
+    use crate::simd::exp;
 
     fn is_f32<const D: usize>(t: &Tensor<D>) -> bool {
         t.dtype() == DType::F32
     }
-    use crate::simd::exp;
 
     #[derive(Clone, Copy)]
     struct Dims {
@@ -103,14 +104,6 @@ mod flex {
     impl Dims {
         fn dh(self) -> usize {
             self.d / self.heads
-        }
-    }
-
-    fn contiguous(x: &FlexTensor) -> FlexTensor {
-        if x.as_slice::<f32>().is_some() {
-            x.clone()
-        } else {
-            x.to_contiguous()
         }
     }
 
@@ -212,19 +205,8 @@ mod flex {
         }
     }
 
-    #[derive(Clone, Copy)]
-    struct SendPtr(*mut f32);
-    // SAFETY: each (batch, head) task writes only its own rows × head columns.
-    unsafe impl Send for SendPtr {}
-    unsafe impl Sync for SendPtr {}
-
-    fn uninit(len: usize) -> Vec<f32> {
-        // every element is written by exactly one task before the vector is read
-        vec![0.0; len]
-    }
-
     fn tensor(v: Vec<f32>, dims: Dims) -> FlexTensor {
-        FlexTensor::from_data(TensorData::new(v, [dims.b, dims.t, dims.d]))
+        from_vec(v, [dims.b, dims.t, dims.d])
     }
 
     /// Output `[B, T, d]` and, when `keep`, the softmax `P: [B, heads, T, T]`.
@@ -239,9 +221,9 @@ mod flex {
         let Dims { b, t, d, heads } = dims;
         let (qs, ks, vs) = (slice(q), slice(k), slice(v));
         let bias = bias.map(slice);
-        let mut out = uninit(b * t * d);
+        let mut out = vec![0.0f32; b * t * d];
         let mut p = if keep {
-            uninit(b * heads * t * t)
+            vec![0.0f32; b * heads * t * t]
         } else {
             Vec::new()
         };
@@ -259,10 +241,6 @@ mod flex {
             }
         });
         (tensor(out, dims), p)
-    }
-
-    fn slice(x: &FlexTensor) -> &[f32] {
-        x.as_slice::<f32>().expect("made contiguous f32")
     }
 
     /// Head `h` of batch `bi`: `S = (Qₕ/√dₕ) Kₕᵀ + bias` and `Oₕ = softmax(S) Vₕ` as two small
@@ -373,7 +351,7 @@ mod flex {
         let Dims { b, t, d, heads } = dims;
         let (qs, ks, vs, gs) = (slice(q), slice(k), slice(v), slice(grad));
         let n = b * t * d;
-        let (mut dq, mut dk, mut dv) = (uninit(n), uninit(n), uninit(n));
+        let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
         let ptrs = [
             SendPtr(dq.as_mut_ptr()),
             SendPtr(dk.as_mut_ptr()),

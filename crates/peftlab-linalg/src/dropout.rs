@@ -113,8 +113,9 @@ mod flex {
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::Distribution;
-    use burn::tensor::TensorData;
     use burn_flex::FlexTensor;
+
+    use crate::fastpath::{contiguous, f32s, like};
 
     /// One 48-bit seed from the device's RNG (what `device.seed(…)` set).
     fn draw_seed(device: &burn::tensor::Device) -> u64 {
@@ -125,18 +126,9 @@ mod flex {
         bits(v.first().copied().unwrap_or(0.0)) | (bits(v.get(1).copied().unwrap_or(0.0)) << 24)
     }
 
-    fn contiguous(x: &FlexTensor) -> FlexTensor {
-        if x.as_slice::<f32>().is_some() {
-            x.clone()
-        } else {
-            x.to_contiguous()
-        }
-    }
-
     fn masked(x: &FlexTensor, seed: u64, keep: f64) -> FlexTensor {
         let x = contiguous(x);
-        let v = apply_slice(x.as_slice::<f32>().expect("contiguous f32"), seed, keep);
-        FlexTensor::from_data(TensorData::new(v, x.layout().shape().clone()))
+        like(&x, apply_slice(f32s(&x), seed, keep))
     }
 
     #[derive(Debug)]

@@ -150,7 +150,7 @@ impl FrozenPack {
                 }
             }
         };
-        Some(flex::run(x.clone(), ops, packs))
+        Some(flex::run(ops, packs))
     }
 }
 
@@ -163,16 +163,24 @@ mod flex {
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn::backend::tensor::FloatTensor;
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::DType;
-    use burn::tensor::TensorData;
     use burn_flex::FlexTensor;
 
-    /// The operands' flex primitives, when the fast path applies.
+    use crate::fastpath::{contiguous, f32s, from_vec};
+
+    /// The input's flex primitive, with or without autodiff.
+    pub(super) enum Input {
+        Plain(FlexTensor),
+        Autodiff(FloatTensor<Autodiff<Flex>>),
+    }
+
+    /// The operands' flex primitives, when the fast path applies (each converted once).
     pub(super) struct Operands {
+        pub(super) x: Input,
         pub(super) weight: FlexTensor,
         pub(super) bias: Option<FlexTensor>,
-        pub(super) autodiff: bool,
     }
 
     pub(super) fn operands<const D: usize>(
@@ -204,17 +212,12 @@ mod flex {
             Some(b) => Some(inner(b.clone().unsqueeze::<2>())?),
             None => None,
         };
-        // x must be a flex tensor of the same kind (checked by the conversion in `run`)
-        let x_ok = if autodiff {
-            x.clone().try_into_primitive::<Autodiff<Flex>>().is_ok()
+        let x = if autodiff {
+            Input::Autodiff(x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?)
         } else {
-            x.clone().try_into_primitive::<Flex>().is_ok()
+            Input::Plain(x.clone().try_into_primitive::<Flex>().ok()?)
         };
-        x_ok.then_some(Operands {
-            weight,
-            bias,
-            autodiff,
-        })
+        Some(Operands { x, weight, bias })
     }
 
     /// `W` packed for `x·W`, and `Wᵀ` for `dY·Wᵀ` once a gradient is asked for.
@@ -271,15 +274,8 @@ mod flex {
 
     /// `x: [..., k]` · packed `[k, n]` (+ bias) → `[..., n]` on flex.
     fn product(x: &FlexTensor, b: &PackedMatrix, bias: Option<&FlexTensor>) -> FlexTensor {
-        let contiguous;
-        let x = match x.as_slice::<f32>() {
-            Some(_) => x,
-            None => {
-                contiguous = x.to_contiguous();
-                &contiguous
-            }
-        };
-        let xs = x.as_slice::<f32>().expect("contiguous f32");
+        let x = contiguous(x);
+        let xs = f32s(&x);
         let mut dims = x.layout().shape().to_vec();
         let k = b.k();
         let rows = xs
@@ -287,22 +283,19 @@ mod flex {
             .checked_div(k)
             .unwrap_or_else(|| dims[..dims.len() - 1].iter().product());
         *dims.last_mut().expect("rank ≥ 1") = b.n();
-        let bias_contiguous;
-        let bias = match bias {
-            Some(t) => Some(match t.as_slice::<f32>() {
-                Some(s) => s,
-                None => {
-                    bias_contiguous = t.to_contiguous();
-                    bias_contiguous.as_slice::<f32>().expect("contiguous f32")
-                }
-            }),
-            None => None,
-        };
+        let bias = bias.map(contiguous);
         let mut out: Vec<f32> = Vec::with_capacity(rows * b.n());
-        gemm_packed(xs, k, rows, b, bias, out.spare_capacity_mut());
+        gemm_packed(
+            xs,
+            k,
+            rows,
+            b,
+            bias.as_ref().map(f32s),
+            out.spare_capacity_mut(),
+        );
         // SAFETY: gemm_packed wrote all rows·n elements.
         unsafe { out.set_len(rows * b.n()) };
-        FlexTensor::from_data(TensorData::new(out, dims))
+        from_vec(out, dims)
     }
 
     #[derive(Debug)]
@@ -319,16 +312,14 @@ mod flex {
         }
     }
 
-    pub(super) fn run<const D: usize>(x: Tensor<D>, ops: Operands, packs: Arc<Packs>) -> Tensor<D> {
-        if !ops.autodiff {
-            let x = x
-                .try_into_primitive::<Flex>()
-                .expect("checked by operands()");
-            return Tensor::from_primitive::<Flex>(product(&x, &packs.fwd, ops.bias.as_ref()));
-        }
-        let x = x
-            .try_into_primitive::<Autodiff<Flex>>()
-            .expect("checked by operands()");
+    pub(super) fn run<const D: usize>(ops: Operands, packs: Arc<Packs>) -> Tensor<D> {
+        let x = match ops.x {
+            Input::Plain(x) => {
+                let y = product(&x, &packs.fwd, ops.bias.as_ref());
+                return Tensor::from_primitive::<Flex>(y);
+            }
+            Input::Autodiff(x) => x,
+        };
         let out = match FrozenLinearBackward
             .prepare::<NoCheckpointing>([x.node()])
             .compute_bound()

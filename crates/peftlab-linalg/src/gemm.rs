@@ -136,9 +136,11 @@ impl PackedMatrix {
     }
 }
 
+/// A raw output pointer handed to parallel tasks that write disjoint elements (here: row
+/// blocks × panel groups; in `attention`: rows × head columns).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint row ranges of the output.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: every user hands each task a disjoint set of elements to write.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 

@@ -42,6 +42,8 @@ pub mod convert;
 pub mod decomp;
 pub mod dropout;
 pub mod error;
+#[cfg(feature = "flex")]
+pub mod fastpath;
 pub mod frozen;
 pub mod gemm;
 pub mod geometry;

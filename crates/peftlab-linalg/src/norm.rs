@@ -64,27 +64,12 @@ mod flex {
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::DType;
-    use burn::tensor::TensorData;
     use burn_flex::FlexTensor;
+
+    use crate::fastpath::{contiguous, f32s as slice, from_vec, like};
     use rayon::prelude::*;
 
     const ROWS: usize = 64;
-
-    fn contiguous(x: &FlexTensor) -> FlexTensor {
-        if x.as_slice::<f32>().is_some() {
-            x.clone()
-        } else {
-            x.to_contiguous()
-        }
-    }
-
-    fn slice(x: &FlexTensor) -> &[f32] {
-        x.as_slice::<f32>().expect("made contiguous f32")
-    }
-
-    fn like(x: &FlexTensor, v: Vec<f32>) -> FlexTensor {
-        FlexTensor::from_data(TensorData::new(v, x.layout().shape().clone()))
-    }
 
     pub(super) fn try_fused<const D: usize>(
         x: &Tensor<D>,
@@ -133,8 +118,8 @@ mod flex {
         let rf = ra.as_ref().map(|r| contiguous(r.primitive()));
         let run = |keep| forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, keep);
         let out = match &ra {
-            Some(ra) => tracked([xa.node(), ra.node()], run, g.clone()),
-            None => tracked([xa.node()], run, g.clone()),
+            Some(ra) => tracked([xa.node(), ra.node()], run),
+            None => tracked([xa.node()], run),
         };
         Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
     }
@@ -144,15 +129,8 @@ mod flex {
     struct Saved {
         xhat: Arc<Vec<f32>>,
         rstd: Arc<Vec<f32>>,
-        gamma: Option<FlexTensor>,
-        shape: FlexTensor,
-    }
-
-    impl Saved {
-        fn with_gamma(mut self, g: FlexTensor) -> Self {
-            self.gamma = Some(g);
-            self
-        }
+        gamma: FlexTensor,
+        shape: burn::tensor::Shape,
     }
 
     impl std::fmt::Debug for Saved {
@@ -231,16 +209,15 @@ mod flex {
         let saved = keep.then(|| Saved {
             xhat: Arc::new(xhat),
             rstd: Arc::new(rstd),
-            gamma: None,
-            shape: x.clone(),
+            gamma: gamma.clone(),
+            shape: x.layout().shape().clone(),
         });
         (like(x, y), saved)
     }
 
     fn backward(s: &Saved, grad: &FlexTensor) -> FlexTensor {
         let gr = slice(grad);
-        let gamma = s.gamma.as_ref().expect("set before finish");
-        let gs = slice(gamma);
+        let gs = slice(&s.gamma);
         let d = gs.len();
         let mut dz = vec![0.0f32; gr.len()];
         dz.par_chunks_mut(ROWS * d)
@@ -263,7 +240,7 @@ mod flex {
                     }
                 }
             });
-        like(&s.shape, dz)
+        from_vec(dz, s.shape.clone())
     }
 
     /// The backward of the norm over `N` inputs (`x`, or `x` and `r`): each receives `∂L/∂z`.
@@ -286,7 +263,6 @@ mod flex {
     fn tracked<const N: usize>(
         nodes: [burn::backend::autodiff::ops::NodeGuard; N],
         run: impl Fn(bool) -> (FlexTensor, Option<Saved>),
-        gamma: FlexTensor,
     ) -> burn::backend::tensor::FloatTensor<Autodiff<Flex>> {
         match NormBackward::<N>
             .prepare::<NoCheckpointing>(nodes)
@@ -295,7 +271,7 @@ mod flex {
         {
             OpsKind::Tracked(prep) => {
                 let (y, saved) = run(true);
-                prep.finish(saved.expect("kept").with_gamma(gamma), y)
+                prep.finish(saved.expect("kept"), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(run(false).0),
         }

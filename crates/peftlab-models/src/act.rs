@@ -252,21 +252,10 @@ mod flex_op {
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn::backend::{Autodiff, Flex};
     use burn_flex::FlexTensor;
+    use peftlab_linalg::fastpath::{contiguous, f32s, like};
     use rayon::prelude::*;
 
     const CHUNK: usize = 1 << 15;
-
-    fn contiguous(x: &FlexTensor) -> FlexTensor {
-        if x.as_slice::<f32>().is_some() {
-            x.clone()
-        } else {
-            x.to_contiguous()
-        }
-    }
-
-    fn like(x: &FlexTensor, v: Vec<f32>) -> FlexTensor {
-        FlexTensor::from_data(TensorData::new(v, x.layout().shape().clone()))
-    }
 
     #[derive(Debug)]
     struct ActivationBackward;
@@ -278,10 +267,7 @@ mod flex_op {
             let slope = ops.state;
             unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
                 let grad = contiguous(&grad);
-                let (g, s) = (
-                    grad.as_slice::<f32>().expect("contiguous f32"),
-                    slope.as_slice::<f32>().expect("contiguous f32"),
-                );
+                let (g, s) = (f32s(&grad), f32s(&slope));
                 let mut out = vec![0.0f32; g.len()];
                 out.par_chunks_mut(CHUNK)
                     .zip(g.par_chunks(CHUNK).zip(s.par_chunks(CHUNK)))
