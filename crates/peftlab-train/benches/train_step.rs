@@ -50,6 +50,15 @@ fn model(dir: &std::path::Path, cfg: &AdapterConfig, dev: &Device) -> Model {
     m
 }
 
+/// Backward, global-norm clipping at 1.0 and one AdamW step (lr 1e-4), as the trainer does;
+/// returns the updated model and the gradient norm.
+fn optimizer_step<M: burn::module::Module>(model: M, loss: Tensor<1>, opt: &mut AdamW) -> (M, f64) {
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let norm = global_grad_norm(&model, &grads);
+    let scale = if norm > 1.0 { 1.0 / (norm + 1e-6) } else { 1.0 };
+    (opt.step(model, grads, 1e-4, scale), norm)
+}
+
 fn step(c: &mut Criterion) {
     let dir = peftlab_data::fetch::cache_dir().join("models/all-MiniLM-L6-v2");
     if !dir.join("model.safetensors").exists() {
@@ -99,10 +108,8 @@ fn step(c: &mut Criterion) {
                     .classify(ids.clone(), Some(types.clone()), mask.clone())
                     .unwrap();
                 let loss = classification_loss(logits, &labels, 0.0).unwrap();
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                let norm = global_grad_norm(&model, &grads);
-                let scale = if norm > 1.0 { 1.0 / (norm + 1e-6) } else { 1.0 };
-                m = Some(opt.step(model, grads, 1e-4, scale));
+                let (model, norm) = optimizer_step(model, loss, &mut opt);
+                m = Some(model);
                 black_box(norm)
             })
         });
@@ -152,10 +159,8 @@ fn smollm2_step(c: &mut Criterion) {
             let model = m.take().unwrap();
             let logits = model.logits(ids.clone(), None);
             let loss = lm_loss(logits, ids.clone(), loss_mask.clone(), 0.0);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let norm = global_grad_norm(&model, &grads);
-            let scale = if norm > 1.0 { 1.0 / (norm + 1e-6) } else { 1.0 };
-            m = Some(opt.step(model, grads, 1e-4, scale));
+            let (model, norm) = optimizer_step(model, loss, &mut opt);
+            m = Some(model);
             black_box(norm)
         })
     });
