@@ -3,7 +3,8 @@
 
   minilm   all-MiniLM-L6-v2 BertModel forward, B=32, T=64 (ids 1000..21000, full mask)
   smollm2  SmolLM2-135M-Instruct (the Q4_1 GGUF dequantized to f32 by transformers) causal-LM
-           forward with logits, B=8, T=64 (ids 1000..21000)
+           forward with logits, B=8, T=64 (ids 1000..21000); and decoding: `generate` continuing
+           a 32-token prompt by exactly 32 tokens with the KV cache, greedy and 4 beams
 
 Median of N runs after a warm-up, in inference mode, torch's default threads (all cores).
 
@@ -54,6 +55,13 @@ def main():
         ids = torch.randint(1000, 21000, (8, 64), generator=g)
         out["results"]["smollm2/forward/b8_t64"] = median_time(
             lambda: model(input_ids=ids, use_cache=False).logits, a.runs)
+        prompt = torch.randint(1000, 21000, (1, 32), generator=g)
+        for name, beams in (("greedy", 1), ("beam4", 4)):
+            out["results"][f"smollm2/{name}/p32_n32"] = median_time(
+                lambda: model.generate(prompt, max_new_tokens=32, min_new_tokens=32,
+                                       do_sample=False, num_beams=beams, eos_token_id=None,
+                                       pad_token_id=0, length_penalty=1.0),
+                a.runs)
     text = json.dumps(out)
     print(text)
     if a.out:

@@ -67,7 +67,12 @@ pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
         "--smollm2".into(),
         smollm2.into_os_string(),
     ];
-    let ids = ["minilm/forward/b32_t64", "smollm2/forward/b8_t64"];
+    let ids = [
+        "minilm/forward/b32_t64",
+        "smollm2/forward/b8_t64",
+        "smollm2/greedy/p32_n32",
+        "smollm2/beam4/p32_n32",
+    ];
     let table = side_by_side(
         root,
         &py,
@@ -84,7 +89,7 @@ pub fn bench_models(root: &Path, args: &[String]) -> Result<(), String> {
 }
 
 /// `cargo xtask bench-train [--gpu]`: one optimizer step of MiniLM with LoRA (and the other
-/// adapters), peftlab's criterion bench against PyTorch + PEFT (`scripts/bench_torch_train.py`)
+/// adapters) and of SmolLM2-135M with LoRA (B = 8, T = 128), peftlab's criterion bench against PyTorch + PEFT (`scripts/bench_torch_train.py`)
 /// in one run. `--gpu`: peftlab on wgpu (`--features wgpu`, `BURN_DEVICE=wgpu`) against PyTorch
 /// on CUDA.
 pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
@@ -99,12 +104,17 @@ pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
         "torch, transformers, peft",
         "torch==2.15.0 transformers==5.24.0 peft==0.21.2",
     )?;
-    let a = peftlab_data::fetch::manifest()
-        .into_iter()
-        .find(|a| a.name == "minilm")
-        .expect("in the manifest");
-    peftlab_data::fetch::fetch(&a, &peftlab_data::fetch::cache_dir()).map_err(|e| e.to_string())?;
-    let minilm = peftlab_data::fetch::cache_dir().join(&a.dest);
+    let fetched = |name: &str| -> Result<PathBuf, String> {
+        let a = peftlab_data::fetch::manifest()
+            .into_iter()
+            .find(|a| a.name == name)
+            .expect("in the manifest");
+        let cache = peftlab_data::fetch::cache_dir();
+        peftlab_data::fetch::fetch(&a, &cache).map_err(|e| e.to_string())?;
+        Ok(cache.join(&a.dest))
+    };
+    let minilm = fetched("minilm")?;
+    let smollm2 = fetched("smollm2")?.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let ids = [
         "minilm_train_step/lora/b32_t64",
         "minilm_train_step/mtlora_shim/b32_t64",
@@ -112,8 +122,14 @@ pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
         "minilm_train_step/mtlora_ctcm/b32_t64",
         "minilm_train_step/mtlora_dtsm/b32_t64",
         "minilm_train_step/triadaptlora/b32_t64",
+        "smollm2_train_step/lora/b8_t128",
     ];
-    let mut script_args = vec!["--minilm".into(), minilm.into_os_string()];
+    let mut script_args = vec![
+        "--minilm".into(),
+        minilm.into_os_string(),
+        "--smollm2".into(),
+        smollm2.into_os_string(),
+    ];
     if gpu {
         script_args.extend(["--device".into(), "cuda".into()]);
     }
@@ -248,7 +264,12 @@ mod tests {
         let ours = [("minilm/forward/b32_t64".to_string(), 0.6)]
             .into_iter()
             .collect();
-        let ids = ["minilm/forward/b32_t64", "smollm2/forward/b8_t64"];
+        let ids = [
+            "minilm/forward/b32_t64",
+            "smollm2/forward/b8_t64",
+            "smollm2/greedy/p32_n32",
+            "smollm2/beam4/p32_n32",
+        ];
         let t = render(&ours, &before, &after, &ids, ("forward", "flex"), false);
         assert!(
             t.contains("(transformers 5.24.0, 2 threads) vs peftlab (flex)"),

@@ -1,27 +1,32 @@
 //! Multi-head scaled-dot-product attention over interleaved heads, fused forward and backward.
 //!
-//! `q, k, v: [B, T, d]` hold `heads` heads side by side along `d` (head `h` is columns
-//! `h·dₕ .. (h+1)·dₕ`, as the projections write them); the result is `[B, T, d]` in the same
-//! layout:
+//! `q: [B, t, H·dₕ]`, `k, v: [B, T, KV·dₕ]` hold their heads side by side along the last dim
+//! (head `h` is columns `h·dₕ .. (h+1)·dₕ`, as the projections write them); the result is
+//! `[B, t, H·dₕ]` in the same layout:
 //!
-//! `Oₕ = softmax(Qₕ Kₕᵀ / √dₕ + bias) Vₕ`, with an additive per-key `bias: [B, T]` (0 for a
-//! token, a large negative number for padding).
+//! `Oₕ = softmax(Qₕ K_gᵀ / √dₕ + bias) V_g`, `g = h / (H / KV)` (grouped-query attention; `KV = H`
+//! is plain multi-head attention), with an additive per-key `bias: [B, T]` (0 for a token, a
+//! large negative number for padding). [`causal_attention`] also masks the future: query `i`
+//! sits at position `T − t + i` (the `T − t` keys before it come from a KV cache) and sees keys
+//! `j ≤ T − t + i`; masked weights are exactly 0.
 //!
 //! burn's version (split heads with `reshape` + `swap_dims`, `module::attention`, merge back)
 //! costs 27 ms forward + backward per MiniLM layer at B = 32, T = 64 on 2 cores, mostly copies
 //! and per-op bookkeeping (`examples/train_probe` in peftlab-models; docs/performance.md).
-//! Here each `(batch, head)` pair is one task on rayon's pool that reads its slices in place
-//! and keeps the softmax `P` for the backward:
+//! Here each `(batch, KV head)` pair is one task on rayon's pool that reads its slices in place,
+//! runs the `H / KV` query heads of its group, and keeps the softmax `P` for the backward:
 //!
-//! `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √dₕ`, `dQ = dS K`, `dK = dSᵀ Q`.
+//! `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √dₕ`, `dQ = dS K`, `dK = dSᵀ Q`,
+//! with `dK`, `dV` summed over the group's query heads.
 //!
 //! It applies to f32 on the `flex` device (with or without autodiff, bias untracked); elsewhere
-//! [`multi_head_attention`] is burn's composition, equal to f32 rounding (tests:
+//! it is burn's composition ([`reference`], [`causal_reference`]), equal to f32 rounding (tests:
 //! `tests/properties/attention.rs`). `exp` is [`crate::simd::exp`] (relative error < 2e-7).
 
 use burn::tensor::Tensor;
 
-/// `softmax(Q Kᵀ/√dₕ + bias) V` per head; see the module docs. `key_bias: [B, T]`.
+/// `softmax(Q Kᵀ/√dₕ + bias) V` per head, `q, k, v: [B, T, d]`, `key_bias: [B, T]`; see the
+/// module docs.
 ///
 /// # Panics
 /// If the shapes disagree or `heads` does not divide `d` (as burn's ops would).
@@ -39,21 +44,98 @@ pub fn multi_head_attention(
     );
     assert_eq!(k.dims(), [b, t, d], "multi_head_attention: k's shape");
     assert_eq!(v.dims(), [b, t, d], "multi_head_attention: v's shape");
-    if let Some(bias) = &key_bias {
-        assert_eq!(
-            bias.dims(),
-            [b, t],
-            "multi_head_attention: key_bias's shape"
-        );
-    }
+    let spec = Spec::new(&q, &k, key_bias.as_ref(), heads, heads, false);
     #[cfg(feature = "flex")]
-    if let Some(out) = flex::try_fused(&q, &k, &v, key_bias.as_ref(), heads) {
+    if let Some(out) = flex::try_fused(spec, &q, &k, &v, key_bias.as_ref()) {
         return out;
     }
+    let _ = spec;
     reference(q, k, v, key_bias, heads)
 }
 
-/// burn's composition of the same attention (the fallback, and the tests' reference).
+/// Causal grouped-query attention: `q: [B, t, H·dₕ]`, `k, v: [B, T, KV·dₕ]` (`T ≥ t`; the first
+/// `T − t` keys are cached positions), `key_bias: [B, T]` → `[B, t, H·dₕ]`; see the module docs.
+///
+/// # Panics
+/// If the shapes disagree, `kv_heads` does not divide `heads`, or `T < t`.
+pub fn causal_attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    key_bias: Option<Tensor<2>>,
+    heads: usize,
+    kv_heads: usize,
+) -> Tensor<3> {
+    assert_eq!(
+        k.dims(),
+        v.dims(),
+        "causal_attention: k and v differ in shape"
+    );
+    let spec = Spec::new(&q, &k, key_bias.as_ref(), heads, kv_heads, true);
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex::try_fused(spec, &q, &k, &v, key_bias.as_ref()) {
+        return out;
+    }
+    let _ = spec;
+    causal_reference(q, k, v, key_bias, heads, kv_heads)
+}
+
+/// The shapes of one attention call (checked).
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "flex"), allow(dead_code))]
+struct Spec {
+    b: usize,
+    /// Queries per row.
+    tq: usize,
+    /// Keys per row.
+    tk: usize,
+    heads: usize,
+    kv: usize,
+    dh: usize,
+    causal: bool,
+}
+
+impl Spec {
+    fn new(
+        q: &Tensor<3>,
+        k: &Tensor<3>,
+        key_bias: Option<&Tensor<2>>,
+        heads: usize,
+        kv: usize,
+        causal: bool,
+    ) -> Self {
+        let [b, tq, dq] = q.dims();
+        let [bk, tk, dk] = k.dims();
+        assert!(
+            heads > 0 && dq.is_multiple_of(heads),
+            "attention: {heads} heads do not divide d = {dq}"
+        );
+        assert!(
+            kv > 0 && heads.is_multiple_of(kv),
+            "attention: {kv} KV heads do not divide {heads} heads"
+        );
+        let dh = dq / heads;
+        assert_eq!([bk, dk], [b, kv * dh], "attention: k's shape");
+        assert!(
+            tk >= tq || !causal,
+            "attention: {tk} keys for {tq} causal queries"
+        );
+        if let Some(m) = key_bias {
+            assert_eq!(m.dims(), [b, tk], "attention: key_bias's shape");
+        }
+        Spec {
+            b,
+            tq,
+            tk,
+            heads,
+            kv,
+            dh,
+            causal,
+        }
+    }
+}
+
+/// burn's composition of [`multi_head_attention`] (the fallback, and the tests' reference).
 pub fn reference(
     q: Tensor<3>,
     k: Tensor<3>,
@@ -66,6 +148,45 @@ pub fn reference(
     let split = |x: Tensor<3>| x.reshape([b, t, heads, dh]).swap_dims(1, 2);
     let bias = key_bias.map(|m| m.reshape([b, 1, 1, t]).expand([b, 1, t, t]));
     burn::tensor::module::attention(split(q), split(k), split(v), None, bias, Default::default())
+        .swap_dims(1, 2)
+        .reshape([b, t, d])
+}
+
+/// burn's composition of [`causal_attention`]: KV heads repeated to `H` with `expand`, an
+/// additive causal bias (`-1e9` on future keys) plus `key_bias`, `module::attention`.
+pub fn causal_reference(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    key_bias: Option<Tensor<2>>,
+    heads: usize,
+    kv_heads: usize,
+) -> Tensor<3> {
+    let [b, t, d] = q.dims();
+    let total = k.dims()[1];
+    let dh = d / heads;
+    let device = q.device();
+    let q = q.reshape([b, t, heads, dh]).swap_dims(1, 2);
+    let g = heads / kv_heads;
+    let rep = |x: Tensor<3>| {
+        x.reshape([b, total, kv_heads, dh])
+            .swap_dims(1, 2)
+            .reshape([b, kv_heads, 1, total, dh])
+            .expand([b, kv_heads, g, total, dh])
+            .reshape([b, heads, total, dh])
+    };
+    let past = total - t;
+    let causal: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { -1e9 } else { 0.0 }))
+        .collect();
+    let mut bias =
+        Tensor::<2>::from_data(burn::tensor::TensorData::new(causal, [t, total]), &device)
+            .reshape([1, 1, t, total])
+            .expand([b, 1, t, total]);
+    if let Some(m) = key_bias {
+        bias = bias + m.reshape([b, 1, 1, total]);
+    }
+    burn::tensor::module::attention(q, rep(k), rep(v), None, Some(bias), Default::default())
         .swap_dims(1, 2)
         .reshape([b, t, d])
 }
@@ -93,32 +214,39 @@ mod flex {
         t.dtype() == DType::F32
     }
 
-    #[derive(Clone, Copy)]
-    struct Dims {
-        b: usize,
-        t: usize,
-        d: usize,
-        heads: usize,
-    }
-
-    impl Dims {
-        fn dh(self) -> usize {
-            self.d / self.heads
+    impl Spec {
+        /// Width of a query row (`H·dₕ`).
+        fn dq(self) -> usize {
+            self.heads * self.dh
+        }
+        /// Width of a key/value row (`KV·dₕ`).
+        fn dk(self) -> usize {
+            self.kv * self.dh
+        }
+        /// Query heads per KV head.
+        fn group(self) -> usize {
+            self.heads / self.kv
+        }
+        /// Keys query `i` sees.
+        fn visible(self, i: usize) -> usize {
+            if self.causal {
+                self.tk - self.tq + i + 1
+            } else {
+                self.tk
+            }
         }
     }
 
     pub(super) fn try_fused(
+        spec: Spec,
         q: &Tensor<3>,
         k: &Tensor<3>,
         v: &Tensor<3>,
         key_bias: Option<&Tensor<2>>,
-        heads: usize,
     ) -> Option<Tensor<3>> {
         if !(is_f32(q) && is_f32(k) && is_f32(v)) || key_bias.is_some_and(|m| !is_f32(m)) {
             return None;
         }
-        let [b, t, d] = q.dims();
-        let dims = Dims { b, t, d, heads };
         let autodiff = q.device().is_autodiff();
         if !autodiff {
             let get = |x: &Tensor<3>| x.clone().try_into_primitive::<Flex>().ok();
@@ -128,7 +256,7 @@ mod flex {
                 None => None,
             };
             let (q, k, v) = (contiguous(&q), contiguous(&k), contiguous(&v));
-            let (out, _) = forward(dims, &q, &k, &v, bias.as_ref(), false);
+            let (out, _) = forward(spec, &q, &k, &v, bias.as_ref(), false);
             return Some(Tensor::from_primitive::<Flex>(out));
         }
         let get = |x: &Tensor<3>| x.clone().try_into_primitive::<Autodiff<Flex>>().ok();
@@ -154,9 +282,9 @@ mod flex {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (out, p) = forward(dims, &qf, &kf, &vf, bias.as_ref(), true);
+                let (out, p) = forward(spec, &qf, &kf, &vf, bias.as_ref(), true);
                 let state = State {
-                    dims,
+                    spec,
                     q: qf,
                     k: kf,
                     v: vf,
@@ -165,7 +293,7 @@ mod flex {
                 prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(forward(dims, &qf, &kf, &vf, bias.as_ref(), false).0)
+                prep.finish(forward(spec, &qf, &kf, &vf, bias.as_ref(), false).0)
             }
         };
         Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
@@ -173,7 +301,7 @@ mod flex {
 
     #[derive(Clone)]
     struct State {
-        dims: Dims,
+        spec: Spec,
         q: FlexTensor,
         k: FlexTensor,
         v: FlexTensor,
@@ -182,8 +310,7 @@ mod flex {
 
     impl std::fmt::Debug for State {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            let Dims { b, t, d, heads } = self.dims;
-            write!(f, "AttentionState([{b}, {t}, {d}], {heads} heads)")
+            write!(f, "AttentionState({:?})", self.spec)
         }
     }
 
@@ -196,7 +323,7 @@ mod flex {
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let grad = contiguous(&grads.consume::<Flex>(&ops.node));
             let s = ops.state;
-            let [gq, gk, gv] = backward(s.dims, &s.q, &s.k, &s.v, &s.p, &grad);
+            let [gq, gk, gv] = backward(s.spec, &s.q, &s.k, &s.v, &s.p, &grad);
             for (node, g) in ops.parents.into_iter().zip([gq, gk, gv]) {
                 if let Some(node) = node {
                     grads.register::<Flex>(node.id, g);
@@ -205,263 +332,319 @@ mod flex {
         }
     }
 
-    fn tensor(v: Vec<f32>, dims: Dims) -> FlexTensor {
-        from_vec(v, [dims.b, dims.t, dims.d])
-    }
-
-    /// Output `[B, T, d]` and, when `keep`, the softmax `P: [B, heads, T, T]`.
+    /// Output `[B, t, H·dₕ]` and, when `keep`, the softmax `P: [B, H, t, T]`.
     fn forward(
-        dims: Dims,
+        spec: Spec,
         q: &FlexTensor,
         k: &FlexTensor,
         v: &FlexTensor,
         bias: Option<&FlexTensor>,
         keep: bool,
     ) -> (FlexTensor, Vec<f32>) {
-        let Dims { b, t, d, heads } = dims;
+        let Spec {
+            b, tq, tk, heads, ..
+        } = spec;
         let (qs, ks, vs) = (slice(q), slice(k), slice(v));
         let bias = bias.map(slice);
-        let mut out = vec![0.0f32; b * t * d];
+        let mut out = vec![0.0f32; b * tq * spec.dq()];
         let mut p = if keep {
-            vec![0.0f32; b * heads * t * t]
+            vec![0.0f32; b * heads * tq * tk]
         } else {
             Vec::new()
         };
         let (op, pp) = (SendPtr(out.as_mut_ptr()), SendPtr(p.as_mut_ptr()));
-        (0..b * heads).into_par_iter().for_each(|task| {
-            let (bi, h) = (task / heads, task % heads);
+        (0..b * spec.kv).into_par_iter().for_each(|task| {
+            let (bi, g) = (task / spec.kv, task % spec.kv);
             let (op, pp) = (op, pp);
-            let row_bias = bias.map(|m| &m[bi * t..(bi + 1) * t]);
-            // SAFETY: task (bi, h) writes rows bi·t.. of head h's columns of `out`, and its own
-            // t×t block of `p`.
-            let p_block = keep
-                .then(|| unsafe { std::slice::from_raw_parts_mut(pp.0.add(task * t * t), t * t) });
-            unsafe {
-                head_forward(dims, bi, h, qs, ks, vs, row_bias, op.0, p_block);
-            }
+            let row_bias = bias.map(|m| &m[bi * tk..(bi + 1) * tk]);
+            // SAFETY: task (bi, g) writes rows bi·t.. of the group's head columns of `out`,
+            // and the t×T blocks of `p` of those heads.
+            unsafe { group_forward(spec, bi, g, qs, ks, vs, row_bias, op, keep.then_some(pp)) };
         });
-        (tensor(out, dims), p)
+        (from_vec(out, [b, tq, spec.dq()]), p)
     }
 
-    /// Head `h` of batch `bi`: `S = (Qₕ/√dₕ) Kₕᵀ + bias` and `Oₕ = softmax(S) Vₕ` as two small
-    /// products on the packed GEMM (operands packed straight from the `[B, T, d]` rows),
-    /// the softmax vectorized in between.
+    /// KV head `g` of batch row `bi` and its query heads: `S = (Qₕ/√dₕ) K_gᵀ + bias`, the
+    /// (causal) softmax, and `Oₕ = P V_g`, as small products on the packed GEMM (operands packed
+    /// straight from the rows).
     #[allow(clippy::too_many_arguments)]
-    unsafe fn head_forward(
-        dims: Dims,
+    unsafe fn group_forward(
+        spec: Spec,
         bi: usize,
-        h: usize,
+        g: usize,
         q: &[f32],
         k: &[f32],
         v: &[f32],
         bias: Option<&[f32]>,
-        out: *mut f32,
-        p_block: Option<&mut [f32]>,
+        out: SendPtr,
+        p: Option<SendPtr>,
     ) {
-        let Dims { t, d, .. } = dims;
-        let dh = dims.dh();
-        let base = bi * t * d + h * dh;
+        let Spec { tq, tk, dh, .. } = spec;
+        let (dq, dk) = (spec.dq(), spec.dk());
+        let kbase = bi * tk * dk + g * dh;
         let kernel = Kernel::detect();
-        let mut scratch = Vec::new();
-        let s: &mut [f32] = match p_block {
-            Some(pb) => pb,
-            None => {
-                scratch.resize(t * t, 0.0);
-                &mut scratch
-            }
-        };
-        // Kᵀ: [dh, t], element (p, j) = k[base + j·d + p]; the 1/√dₕ folded into it
-        let mut kt = PackedMatrix::pack(&k[base..], dh, t, 1, d);
+        // K_gᵀ: [dh, T], element (p, j) = k[kbase + j·dk + p]; the 1/√dₕ folded into it
+        let mut kt = PackedMatrix::pack(&k[kbase..], dh, tk, 1, dk);
         kt.scale(1.0 / (dh as f32).sqrt());
-        // SAFETY: rows i < t of Q at stride d lie in `q`; `s` holds t×t.
-        unsafe {
-            gemm_packed_raw(
-                kernel,
-                q[base..].as_ptr(),
-                d,
-                t,
-                &kt,
-                bias,
-                s.as_mut_ptr(),
-                t,
-                false,
-            )
-        };
-        softmax_rows(s, t);
-        let vp = PackedMatrix::pack(&v[base..], t, dh, d, 1);
-        // SAFETY: the caller owns rows bi·t.. × columns h·dh.. of `out` (stride d).
-        unsafe { gemm_packed_raw(kernel, s.as_ptr(), t, t, &vp, None, out.add(base), d, false) };
+        let vp = PackedMatrix::pack(&v[kbase..], tk, dh, dk, 1);
+        let mut scratch = Vec::new();
+        for h in g * spec.group()..(g + 1) * spec.group() {
+            let qbase = bi * tq * dq + h * dh;
+            let s: &mut [f32] = match p {
+                // SAFETY: this task owns head h's t×T block of `p`.
+                Some(pp) => unsafe {
+                    std::slice::from_raw_parts_mut(
+                        pp.0.add((bi * spec.heads + h) * tq * tk),
+                        tq * tk,
+                    )
+                },
+                None => {
+                    scratch.resize(tq * tk, 0.0);
+                    &mut scratch
+                }
+            };
+            // SAFETY: rows i < t of Q at stride dq lie in `q`; `s` holds t×T.
+            unsafe {
+                gemm_packed_raw(
+                    kernel,
+                    q[qbase..].as_ptr(),
+                    dq,
+                    tq,
+                    &kt,
+                    bias,
+                    s.as_mut_ptr(),
+                    tk,
+                    false,
+                )
+            };
+            softmax_rows(spec, s);
+            // SAFETY: the caller owns rows bi·t.. × columns h·dh.. of `out` (stride dq).
+            unsafe {
+                gemm_packed_raw(
+                    kernel,
+                    s.as_ptr(),
+                    tk,
+                    tq,
+                    &vp,
+                    None,
+                    out.0.add(qbase),
+                    dq,
+                    false,
+                )
+            };
+        }
     }
 
-    /// Softmax of each length-`t` row of `s`, in place (exp: [`crate::simd::exp`]).
+    /// Softmax of the first `n` entries of `row` in place; the rest (masked keys) set to 0.
     #[inline(always)]
-    fn softmax_rows_body(s: &mut [f32], t: usize) {
-        for row in s.chunks_exact_mut(t) {
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-            let mut sum = 0.0f32;
-            for x in row.iter_mut() {
-                *x = exp(*x - m);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            for x in row.iter_mut() {
-                *x *= inv;
-            }
+    fn softmax_prefix(row: &mut [f32], n: usize) {
+        let (live, dead) = row.split_at_mut(n);
+        let m = live.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+        let mut sum = 0.0f32;
+        for x in live.iter_mut() {
+            *x = exp(*x - m);
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        for x in live.iter_mut() {
+            *x *= inv;
+        }
+        dead.fill(0.0);
+    }
+
+    #[inline(always)]
+    fn softmax_rows_body(spec: Spec, s: &mut [f32]) {
+        for (i, row) in s.chunks_exact_mut(spec.tk).enumerate() {
+            softmax_prefix(row, spec.visible(i));
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    fn softmax_rows_avx512(s: &mut [f32], t: usize) {
-        softmax_rows_body(s, t);
+    fn softmax_rows_avx512(spec: Spec, s: &mut [f32]) {
+        softmax_rows_body(spec, s);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn softmax_rows_avx2(s: &mut [f32], t: usize) {
-        softmax_rows_body(s, t);
+    fn softmax_rows_avx2(spec: Spec, s: &mut [f32]) {
+        softmax_rows_body(spec, s);
     }
 
-    fn softmax_rows(s: &mut [f32], t: usize) {
+    /// Row softmax of one head's `S: [t, T]` (causal rows cut at their last visible key).
+    fn softmax_rows(spec: Spec, s: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has AVX-512F (checked just above).
-                return unsafe { softmax_rows_avx512(s, t) };
+                return unsafe { softmax_rows_avx512(spec, s) };
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                return unsafe { softmax_rows_avx2(s, t) };
+                return unsafe { softmax_rows_avx2(spec, s) };
             }
         }
-        softmax_rows_body(s, t)
+        softmax_rows_body(spec, s)
     }
 
-    /// `[dQ, dK, dV]`, each `[B, T, d]`.
+    /// `[dQ, dK, dV]`: `[B, t, H·dₕ]`, `[B, T, KV·dₕ]`, `[B, T, KV·dₕ]`.
     fn backward(
-        dims: Dims,
+        spec: Spec,
         q: &FlexTensor,
         k: &FlexTensor,
         v: &FlexTensor,
         p: &[f32],
         grad: &FlexTensor,
     ) -> [FlexTensor; 3] {
-        let Dims { b, t, d, heads } = dims;
+        let Spec { b, tq, tk, .. } = spec;
         let (qs, ks, vs, gs) = (slice(q), slice(k), slice(v), slice(grad));
-        let n = b * t * d;
-        let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+        let (nq, nk) = (b * tq * spec.dq(), b * tk * spec.dk());
+        let (mut dq, mut dk, mut dv) = (vec![0.0f32; nq], vec![0.0f32; nk], vec![0.0f32; nk]);
         let ptrs = [
             SendPtr(dq.as_mut_ptr()),
             SendPtr(dk.as_mut_ptr()),
             SendPtr(dv.as_mut_ptr()),
         ];
-        (0..b * heads).into_par_iter().for_each(|task| {
-            let (bi, h) = (task / heads, task % heads);
-            let pb = &p[task * t * t..(task + 1) * t * t];
-            // SAFETY: as in the forward, each task writes only its rows × head columns.
-            unsafe { head_backward(dims, bi, h, qs, ks, vs, gs, pb, ptrs) };
+        (0..b * spec.kv).into_par_iter().for_each(|task| {
+            let (bi, g) = (task / spec.kv, task % spec.kv);
+            // SAFETY: as in the forward, each task writes only its rows × its heads' columns.
+            unsafe { group_backward(spec, bi, g, qs, ks, vs, gs, p, ptrs) };
         });
-        [tensor(dq, dims), tensor(dk, dims), tensor(dv, dims)]
+        [
+            from_vec(dq, [b, tq, spec.dq()]),
+            from_vec(dk, [b, tk, spec.dk()]),
+            from_vec(dv, [b, tk, spec.dk()]),
+        ]
     }
 
-    /// Head `h` of batch `bi` backward: four small products on the packed GEMM.
+    /// `m: [r, c]` → `mᵀ: [c, r]`.
+    fn transpose(m: &[f32], r: usize, c: usize) -> Vec<f32> {
+        let mut mt = vec![0.0f32; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                mt[j * r + i] = m[i * c + j];
+            }
+        }
+        mt
+    }
+
+    /// KV head `g` of batch row `bi` backward: four small products per query head on the
+    /// packed GEMM, `dK`, `dV` summed over the group.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn head_backward(
-        dims: Dims,
+    unsafe fn group_backward(
+        spec: Spec,
         bi: usize,
-        h: usize,
+        g: usize,
         q: &[f32],
         k: &[f32],
         v: &[f32],
-        g: &[f32],
+        grad: &[f32],
         p: &[f32],
         out: [SendPtr; 3],
     ) {
-        let Dims { t, d, .. } = dims;
-        let dh = dims.dh();
+        let Spec { tq, tk, dh, .. } = spec;
+        let (dq, dk) = (spec.dq(), spec.dk());
         let scale = 1.0 / (dh as f32).sqrt();
-        let base = bi * t * d + h * dh;
+        let kbase = bi * tk * dk + g * dh;
         let kernel = Kernel::detect();
-        let transpose = |m: &[f32]| {
-            let mut mt = vec![0.0f32; t * t];
-            for i in 0..t {
-                for j in 0..t {
-                    mt[j * t + i] = m[i * t + j];
+        let [dq_out, dk_out, dv_out] = out;
+        // SAFETY (all products): operands are scratch buffers or rows inside their slices at
+        // their strides; the caller owns rows bi·t.. × this group's columns of each output.
+        let vt = PackedMatrix::pack(&v[kbase..], dh, tk, 1, dk); // Vᵀ: [dh, T]
+        let kp = PackedMatrix::pack(&k[kbase..], tk, dh, dk, 1); // K: [T, dh]
+        // dK, dV of the group: [T, dh] each, accumulated over its query heads
+        let (mut dk_acc, mut dv_acc) = (vec![0.0f32; tk * dh], vec![0.0f32; tk * dh]);
+        let mut part = vec![0.0f32; tk * dh];
+        let mut ds = vec![0.0f32; tq * tk];
+        let single = spec.group() == 1;
+        for h in g * spec.group()..(g + 1) * spec.group() {
+            let qbase = bi * tq * dq + h * dh;
+            let ph = &p[(bi * spec.heads + h) * tq * tk..(bi * spec.heads + h + 1) * tq * tk];
+            let go = PackedMatrix::pack(&grad[qbase..], tq, dh, dq, 1); // dO: [t, dh]
+            // dV += Pᵀ dO
+            let pt = transpose(ph, tq, tk);
+            let target = if single { &mut dv_acc } else { &mut part };
+            unsafe {
+                gemm_packed_raw(
+                    kernel,
+                    pt.as_ptr(),
+                    tq,
+                    tk,
+                    &go,
+                    None,
+                    target.as_mut_ptr(),
+                    dh,
+                    false,
+                )
+            };
+            if !single {
+                dv_acc.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+            }
+            // dP = dO Vᵀ
+            unsafe {
+                gemm_packed_raw(
+                    kernel,
+                    grad[qbase..].as_ptr(),
+                    dq,
+                    tq,
+                    &vt,
+                    None,
+                    ds.as_mut_ptr(),
+                    tk,
+                    false,
+                )
+            };
+            // dS = P ⊙ (dP − ⟨dP_i, P_i⟩) / √dₕ (0 where P is: masked keys)
+            for (dsr, pr) in ds.chunks_exact_mut(tk).zip(ph.chunks_exact(tk)) {
+                let c: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                for (x, &pij) in dsr.iter_mut().zip(pr) {
+                    *x = pij * (*x - c) * scale;
                 }
             }
-            mt
-        };
-        let rows = |x: &[f32]| PackedMatrix::pack(&x[base..], t, dh, d, 1); // [t, dh]
-        let [dq, dk, dv] = out;
-        // SAFETY (all products): operands are t×t scratch or rows of [B, T, d] at stride d
-        // inside their slices; the caller owns rows bi·t.. × columns h·dh.. of each output.
-        // dV = Pᵀ dO
-        let pt = transpose(p);
-        unsafe {
-            gemm_packed_raw(
-                kernel,
-                pt.as_ptr(),
-                t,
-                t,
-                &rows(g),
-                None,
-                dv.0.add(base),
-                d,
-                false,
-            )
-        };
-        // dP = dO Vᵀ
-        let vt = PackedMatrix::pack(&v[base..], dh, t, 1, d);
-        let mut ds = vec![0.0f32; t * t];
-        unsafe {
-            gemm_packed_raw(
-                kernel,
-                g[base..].as_ptr(),
-                d,
-                t,
-                &vt,
-                None,
-                ds.as_mut_ptr(),
-                t,
-                false,
-            )
-        };
-        // dS = P ⊙ (dP − ⟨dP_i, P_i⟩) / √dₕ
-        for (dsr, pr) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
-            let c: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
-            for (x, &pij) in dsr.iter_mut().zip(pr) {
-                *x = pij * (*x - c) * scale;
+            // dQ = dS K
+            unsafe {
+                gemm_packed_raw(
+                    kernel,
+                    ds.as_ptr(),
+                    tk,
+                    tq,
+                    &kp,
+                    None,
+                    dq_out.0.add(qbase),
+                    dq,
+                    false,
+                )
+            };
+            // dK += dSᵀ Q
+            let dst = transpose(&ds, tq, tk);
+            let qp = PackedMatrix::pack(&q[qbase..], tq, dh, dq, 1); // Q: [t, dh]
+            let target = if single { &mut dk_acc } else { &mut part };
+            unsafe {
+                gemm_packed_raw(
+                    kernel,
+                    dst.as_ptr(),
+                    tq,
+                    tk,
+                    &qp,
+                    None,
+                    target.as_mut_ptr(),
+                    dh,
+                    false,
+                )
+            };
+            if !single {
+                dk_acc.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
             }
         }
-        // dQ = dS K, dK = dSᵀ Q
-        unsafe {
-            gemm_packed_raw(
-                kernel,
-                ds.as_ptr(),
-                t,
-                t,
-                &rows(k),
-                None,
-                dq.0.add(base),
-                d,
-                false,
-            )
-        };
-        let dst = transpose(&ds);
-        unsafe {
-            gemm_packed_raw(
-                kernel,
-                dst.as_ptr(),
-                t,
-                t,
-                &rows(q),
-                None,
-                dk.0.add(base),
-                d,
-                false,
-            )
-        };
+        for j in 0..tk {
+            let (src, dst) = (j * dh, kbase + j * dk);
+            // SAFETY: row j of this group's columns in dK / dV.
+            unsafe {
+                std::ptr::copy_nonoverlapping(dk_acc.as_ptr().add(src), dk_out.0.add(dst), dh);
+                std::ptr::copy_nonoverlapping(dv_acc.as_ptr().add(src), dv_out.0.add(dst), dh);
+            }
+        }
     }
 }

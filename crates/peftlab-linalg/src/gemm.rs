@@ -6,9 +6,12 @@
 //! order the micro-kernel reads it in; `A` is read in place (row-major, any row stride), so a
 //! product costs no packing at all. The same type packs `Wᵀ` for the input gradient `dY·Wᵀ`.
 //!
-//! Kernels: an 8 × 32 AVX-512F micro-kernel (16 `zmm` accumulators), a 4 × 32 AVX2+FMA one, and
-//! a portable one, chosen at run time. Rows are split into blocks of [`MC`] run in parallel on
-//! rayon's pool; `k` is split into blocks of at most [`KC`] so a panel slab stays in L1/L2.
+//! Kernels: an 8 × 32 AVX-512F micro-kernel (16 `zmm` accumulators), a 6 × 16 AVX2+FMA one
+//! (12 `ymm` accumulators + 2 for `B` + 1 broadcast = 15 of the 16 registers; it walks each
+//! 32-wide panel as two 16-wide halves so a half-panel slab stays in L1, `k` unrolled by 4),
+//! and a portable one, chosen at run time. Rows are split into blocks of [`MC`] (AVX2:
+//! [`MC_AVX2`], a multiple of its 6 rows) run in parallel on rayon's pool; `k` is split into
+//! blocks of at most [`KC`] so a panel slab stays in L1/L2.
 //! Every output element is computed by one thread in a fixed order, so results are
 //! bit-identical between runs on one machine.
 
@@ -22,8 +25,10 @@ use rayon::prelude::*;
 
 /// Panel width (columns of `B` per panel).
 pub const NR: usize = 32;
-/// Rows of `C` per parallel task.
+/// Rows of `C` per parallel task (AVX-512 and portable kernels).
 pub const MC: usize = 64;
+/// Rows of `C` per parallel task for the AVX2 kernel (12 tiles of its 6 rows).
+pub const MC_AVX2: usize = 72;
 /// Depth of one `k` block.
 pub const KC: usize = 384;
 
@@ -230,7 +235,8 @@ pub unsafe fn gemm_packed_raw(
     }
     let cptr = SendPtr(c);
     let aptr = SendPtr(a as *mut f32);
-    let blocks = m.div_ceil(MC);
+    let mc = kernel.mc();
+    let blocks = m.div_ceil(mc);
     let panels = n.div_ceil(NR);
     // Few row blocks (short inputs): split the panels too, so both cores work.
     let target = if parallel {
@@ -243,8 +249,8 @@ pub unsafe fn gemm_packed_raw(
     let groups = panels.div_ceil(per_group);
     let run = |task: usize| {
         let (blk, g) = (task / groups, task % groups);
-        let r0 = blk * MC;
-        let rows = MC.min(m - r0);
+        let r0 = blk * mc;
+        let rows = mc.min(m - r0);
         let p0 = g * per_group;
         let p1 = (p0 + per_group).min(panels);
         let (cp, ap) = (cptr, aptr);
@@ -277,7 +283,7 @@ pub unsafe fn gemm_packed_raw(
 pub enum Kernel {
     /// 8 × 32 tiles, AVX-512F.
     Avx512,
-    /// 4 × 32 tiles, AVX2 + FMA.
+    /// 6 × 16 tiles, AVX2 + FMA.
     Avx2,
     /// Plain Rust (any CPU).
     Portable,
@@ -311,11 +317,28 @@ impl Kernel {
         }
     }
 
+    /// Rows of one micro-tile.
     fn mr(self) -> usize {
         match self {
             Kernel::Avx512 => 8,
-            Kernel::Avx2 => 4,
+            Kernel::Avx2 => 6,
             Kernel::Portable => 4,
+        }
+    }
+
+    /// Columns of one micro-tile (a whole panel or half of one).
+    fn nr(self) -> usize {
+        match self {
+            Kernel::Avx2 => 16,
+            _ => NR,
+        }
+    }
+
+    /// Rows of one parallel task.
+    fn mc(self) -> usize {
+        match self {
+            Kernel::Avx2 => MC_AVX2,
+            _ => MC,
         }
     }
 }
@@ -334,7 +357,7 @@ unsafe fn row_block(
     ldc: usize,
 ) {
     let (k, n) = (b.k, b.n);
-    let mr = kernel.mr();
+    let (mr, nr) = (kernel.mr(), kernel.nr());
     let kblocks = k.div_ceil(KC).max(1);
     let kc_len = k.div_ceil(kblocks);
     for kb in 0..kblocks {
@@ -342,30 +365,36 @@ unsafe fn row_block(
         let kc = kc_len.min(k - k0.min(k));
         let accumulate = kb > 0;
         for p in p0..p1 {
-            let j0 = p * NR;
-            let w = NR.min(n - j0);
-            let bp = b.panel(p).as_ptr().add(k0 * NR);
-            let bias_p = if accumulate {
-                None
-            } else {
-                bias.map(|s| s.as_ptr().add(j0))
-            };
-            let mut i = 0;
-            while i < rows {
-                let h = mr.min(rows - i);
-                let args = Tile {
-                    kc,
-                    a: a.add(i * lda + k0),
-                    lda,
-                    b: bp,
-                    c: c.add(i * ldc + j0),
-                    ldc,
-                    w,
-                    accumulate,
-                    bias: bias_p,
+            // Sub-panels of `nr` columns (the whole panel, or AVX2's halves).
+            let mut j0 = p * NR;
+            let panel_end = (j0 + NR).min(n);
+            let mut bp = b.panel(p).as_ptr().add(k0 * NR);
+            while j0 < panel_end {
+                let w = nr.min(panel_end - j0);
+                let bias_p = if accumulate {
+                    None
+                } else {
+                    bias.map(|s| s.as_ptr().add(j0))
                 };
-                dispatch(kernel, h, &args);
-                i += h;
+                let mut i = 0;
+                while i < rows {
+                    let h = mr.min(rows - i);
+                    let args = Tile {
+                        kc,
+                        a: a.add(i * lda + k0),
+                        lda,
+                        b: bp,
+                        c: c.add(i * ldc + j0),
+                        ldc,
+                        w,
+                        accumulate,
+                        bias: bias_p,
+                    };
+                    dispatch(kernel, h, &args);
+                    i += h;
+                }
+                j0 += nr;
+                bp = bp.add(nr);
             }
         }
     }
@@ -399,6 +428,8 @@ unsafe fn dispatch(kernel: Kernel, h: usize, t: &Tile) {
         },
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => match h {
+            6 => x86::avx2::<6>(t),
+            5 => x86::avx2::<5>(t),
             4 => x86::avx2::<4>(t),
             3 => x86::avx2::<3>(t),
             2 => x86::avx2::<2>(t),
@@ -491,46 +522,74 @@ mod x86 {
         }
     }
 
+    /// `MR × w` (`w ≤ 16`) tile: two `ymm` accumulators per row; `B` rows are read at the
+    /// panel stride [`NR`].
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2<const MR: usize>(t: &Tile) {
-        // 4 ymm per row: MR ≤ 4 rows → ≤ 16 accumulators (register spills at 4 are tolerated).
-        let mut acc = [[_mm256_setzero_ps(); 4]; MR];
-        let mut tmp = [0.0f32; NR];
-        for (i, row_acc) in acc.iter_mut().enumerate() {
+        let full = t.w == 16;
+        let mut c0 = [_mm256_setzero_ps(); MR];
+        let mut c1 = [_mm256_setzero_ps(); MR];
+        let mut tmp = [0.0f32; 16];
+        for i in 0..MR {
             let src: Option<*const f32> = if t.accumulate {
                 Some(t.c.add(i * t.ldc))
             } else {
                 t.bias
             };
             if let Some(src) = src {
-                tmp[..t.w].copy_from_slice(std::slice::from_raw_parts(src, t.w));
-                tmp[t.w..].fill(0.0);
-                for (q, v) in row_acc.iter_mut().enumerate() {
-                    *v = _mm256_loadu_ps(tmp.as_ptr().add(q * 8));
-                }
+                let src = if full {
+                    src
+                } else {
+                    tmp[..t.w].copy_from_slice(std::slice::from_raw_parts(src, t.w));
+                    tmp[t.w..].fill(0.0);
+                    tmp.as_ptr()
+                };
+                c0[i] = _mm256_loadu_ps(src);
+                c1[i] = _mm256_loadu_ps(src.add(8));
             }
+        }
+        let mut a = [t.a; MR];
+        for (i, ai) in a.iter_mut().enumerate() {
+            *ai = t.a.add(i * t.lda);
         }
         let mut b = t.b;
-        for p in 0..t.kc {
-            let bv = [
-                _mm256_load_ps(b),
-                _mm256_load_ps(b.add(8)),
-                _mm256_load_ps(b.add(16)),
-                _mm256_load_ps(b.add(24)),
-            ];
-            for (i, row_acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(*t.a.add(i * t.lda + p));
-                for q in 0..4 {
-                    row_acc[q] = _mm256_fmadd_ps(av, bv[q], row_acc[q]);
+        // k unrolled by 4: the loop's bookkeeping would otherwise cost about as many
+        // instructions as its 12 FMAs, and the front end, not the FMA pipes, set the pace
+        let mut p = 0;
+        while p + 4 <= t.kc {
+            for u in 0..4 {
+                let b0 = _mm256_load_ps(b.add(u * NR));
+                let b1 = _mm256_load_ps(b.add(u * NR + 8));
+                for i in 0..MR {
+                    let av = _mm256_broadcast_ss(&*a[i].add(p + u));
+                    c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+                    c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
                 }
             }
-            b = b.add(NR);
+            b = b.add(4 * NR);
+            p += 4;
         }
-        for (i, row_acc) in acc.iter().enumerate() {
-            for (q, v) in row_acc.iter().enumerate() {
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(q * 8), *v);
+        while p < t.kc {
+            let b0 = _mm256_load_ps(b);
+            let b1 = _mm256_load_ps(b.add(8));
+            for i in 0..MR {
+                let av = _mm256_broadcast_ss(&*a[i].add(p));
+                c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+                c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
             }
-            std::ptr::copy_nonoverlapping(tmp.as_ptr(), t.c.add(i * t.ldc), t.w);
+            b = b.add(NR);
+            p += 1;
+        }
+        for i in 0..MR {
+            let row = t.c.add(i * t.ldc);
+            if full {
+                _mm256_storeu_ps(row, c0[i]);
+                _mm256_storeu_ps(row.add(8), c1[i]);
+            } else {
+                _mm256_storeu_ps(tmp.as_mut_ptr(), c0[i]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), c1[i]);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), row, t.w);
+            }
         }
     }
 }

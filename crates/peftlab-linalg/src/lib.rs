@@ -50,10 +50,12 @@ pub mod geometry;
 pub mod init;
 pub mod norm;
 pub mod regularize;
+pub mod rope;
 pub mod scalar;
 pub mod simd;
 pub mod strips;
 pub mod transform;
+pub mod xent;
 
 pub use error::{LinalgError, Result};
 pub use scalar::Real;

@@ -13,6 +13,10 @@
 //! The variance is the biased one (divide by `d`), as burn's and PyTorch's LayerNorm. It
 //! applies to f32 on `flex` with `γ`, `β` untracked (frozen); elsewhere it is burn's
 //! `module::layer_norm` after the add, equal to f32 rounding (tests: `tests/properties/norm.rs`).
+//!
+//! [`add_rms_norm`] is the same op for pre-norm decoders (Llama/SmolLM2): RMSNorm
+//! `y = z / √(mean(z²) + ε) · γ`, i.e. no centring and no `β`; its backward is the formula above
+//! without the `mean(g)` term. Its fallback is burn's `nn::RmsNorm` arithmetic.
 
 use burn::tensor::Tensor;
 
@@ -36,6 +40,44 @@ pub fn add_layer_norm<const D: usize>(
         return y;
     }
     reference(x, residual, gamma, beta, eps)
+}
+
+/// `RMSNorm(x + residual)` over the last dim with `γ: [d]` and `eps`; see the module docs.
+/// Without `residual`, `RMSNorm(x)`.
+///
+/// # Panics
+/// If the shapes disagree (as burn's ops would).
+pub fn add_rms_norm<const D: usize>(
+    x: Tensor<D>,
+    residual: Option<Tensor<D>>,
+    gamma: &Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    if let Some(r) = &residual {
+        assert_eq!(x.dims(), r.dims(), "add_rms_norm: residual's shape");
+    }
+    #[cfg(feature = "flex")]
+    if let Some(y) = flex::try_fused_kind(flex::Kind::Rms, &x, residual.as_ref(), gamma, None, eps)
+    {
+        return y;
+    }
+    rms_reference(x, residual, gamma, eps)
+}
+
+/// burn's composition of [`add_rms_norm`] (the fallback and the tests' reference): the
+/// arithmetic of `burn::nn::RmsNorm`.
+pub fn rms_reference<const D: usize>(
+    x: Tensor<D>,
+    residual: Option<Tensor<D>>,
+    gamma: &Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    let z = match residual {
+        Some(r) => x + r,
+        None => x,
+    };
+    let rms = (z.clone().square().mean_dim(D - 1) + eps).sqrt();
+    (z / rms) * gamma.clone().unsqueeze()
 }
 
 /// burn's composition (the fallback and the tests' reference).
@@ -71,7 +113,25 @@ mod flex {
 
     const ROWS: usize = 64;
 
+    /// Which normalization: LayerNorm (centred) or RMSNorm.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Kind {
+        Layer,
+        Rms,
+    }
+
     pub(super) fn try_fused<const D: usize>(
+        x: &Tensor<D>,
+        residual: Option<&Tensor<D>>,
+        gamma: &Tensor<1>,
+        beta: Option<&Tensor<1>>,
+        eps: f64,
+    ) -> Option<Tensor<D>> {
+        try_fused_kind(Kind::Layer, x, residual, gamma, beta, eps)
+    }
+
+    pub(super) fn try_fused_kind<const D: usize>(
+        kind: Kind,
         x: &Tensor<D>,
         residual: Option<&Tensor<D>>,
         gamma: &Tensor<1>,
@@ -106,7 +166,7 @@ mod flex {
                 Some(r) => Some(contiguous(&r.clone().try_into_primitive::<Flex>().ok()?)),
                 None => None,
             };
-            let (y, _) = forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, false);
+            let (y, _) = forward(kind, &xf, rf.as_ref(), &g, b.as_ref(), eps, false);
             return Some(Tensor::from_primitive::<Flex>(y));
         }
         let xa = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
@@ -116,7 +176,7 @@ mod flex {
         };
         let xf = contiguous(xa.primitive());
         let rf = ra.as_ref().map(|r| contiguous(r.primitive()));
-        let run = |keep| forward(&xf, rf.as_ref(), &g, b.as_ref(), eps, keep);
+        let run = |keep| forward(kind, &xf, rf.as_ref(), &g, b.as_ref(), eps, keep);
         let out = match &ra {
             Some(ra) => tracked([xa.node(), ra.node()], run),
             None => tracked([xa.node()], run),
@@ -124,9 +184,10 @@ mod flex {
         Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
     }
 
-    /// What the backward needs: `x̂`, `1/√(σ² + ε)` per row, `γ`.
+    /// What the backward needs: `x̂`, `1/√(σ² + ε)` per row, `γ`, the kind.
     #[derive(Clone)]
     struct Saved {
+        kind: Kind,
         xhat: Arc<Vec<f32>>,
         rstd: Arc<Vec<f32>>,
         gamma: FlexTensor,
@@ -140,6 +201,7 @@ mod flex {
     }
 
     fn forward(
+        kind: Kind,
         x: &FlexTensor,
         r: Option<&FlexTensor>,
         gamma: &FlexTensor,
@@ -175,7 +237,10 @@ mod flex {
                     }
                     None => z.copy_from_slice(xr),
                 }
-                let mean = z.iter().sum::<f32>() / d as f32;
+                let mean = match kind {
+                    Kind::Layer => z.iter().sum::<f32>() / d as f32,
+                    Kind::Rms => 0.0,
+                };
                 let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
                 let s = 1.0 / (var + eps).sqrt();
                 *sr = s;
@@ -207,6 +272,7 @@ mod flex {
                 .for_each(|(blk, (yb, rb))| body((blk, ((yb, &mut []), rb))));
         }
         let saved = keep.then(|| Saved {
+            kind,
             xhat: Arc::new(xhat),
             rstd: Arc::new(rstd),
             gamma: gamma.clone(),
@@ -234,6 +300,7 @@ mod flex {
                         mgx += *g * xh;
                     }
                     let (mg, mgx) = (mg / d as f32, mgx / d as f32);
+                    let mg = if s.kind == Kind::Rms { 0.0 } else { mg };
                     let sr = s.rstd[row];
                     for ((o, g), xh) in o.iter_mut().zip(&g).zip(xh) {
                         *o = (g - mg - xh * mgx) * sr;

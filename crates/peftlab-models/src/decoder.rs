@@ -1,15 +1,21 @@
 //! Pieces shared by the causal decoders ([`crate::gpt2`], [`crate::llama`]): the key/value
-//! cache, masked multi-head attention with grouped KV heads, rotary embeddings, and the
+//! cache, causal attention with grouped KV heads, rotary embeddings, the LM head, and the
 //! [`CausalLm`] interface that scoring and [`crate::generate`] run on.
+//!
+//! Heads stay interleaved (`[B, T, H·dₕ]`, as the projections write them) from projection to
+//! projection: attention ([`peftlab_linalg::attention::causal_attention`]) and RoPE
+//! ([`peftlab_linalg::rope::rotary`]) read that layout in place, fused on the CPU fast path, and
+//! the cache keeps it.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use peftlab_linalg::frozen::FrozenPack;
 
 use crate::ModelError;
 
-/// Per-layer cached keys and values `[B, KV, T_past, dh]` and the number of cached positions.
+/// Per-layer cached keys and values `[B, T_past, KV·dₕ]` and the number of cached positions.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    layers: Vec<Option<(Tensor<3>, Tensor<3>)>>,
     len: usize,
 }
 
@@ -32,10 +38,10 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Append this step's `k`, `v` `[B, KV, t, dh]` for `layer`; returns the full `[B, KV, T, dh]`.
-    pub fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    /// Append this step's `k`, `v` `[B, t, KV·dₕ]` for `layer`; returns the full `[B, T, KV·dₕ]`.
+    pub fn append(&mut self, layer: usize, k: Tensor<3>, v: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
         let (k, v) = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
             None => (k, v),
         };
         self.layers[layer] = Some((k.clone(), v.clone()));
@@ -61,86 +67,38 @@ impl KvCache {
     }
 }
 
-/// Additive attention bias `[B, 1, t, T]` for `t` new queries at positions `past..past + t`
-/// over `T = past + t` keys: causal, plus `-1e9` on keys whose `key_mask` is 0 (`[B, T]`,
-/// `None` = all real).
-pub fn causal_bias(
-    b: usize,
-    t: usize,
-    past: usize,
-    key_mask: Option<Tensor<2>>,
-    device: &Device,
-) -> Tensor<4> {
-    let total = past + t;
-    let causal: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { -1e9 } else { 0.0 }))
-        .collect();
-    let causal = Tensor::<2>::from_data(TensorData::new(causal, [t, total]), device)
-        .reshape([1, 1, t, total]);
-    match key_mask {
-        Some(m) => causal + (m.ones_like() - m).reshape([b, 1, 1, total]) * -1e9,
-        None => causal,
-    }
+/// Additive per-key bias `[B, T]` of a padding mask `[B, T]` (1 = token, 0 = padding): 0 on
+/// tokens, `-1e9` on padding; `None` without a mask.
+pub fn key_bias(key_mask: Option<Tensor<2>>) -> Option<Tensor<2>> {
+    key_mask.map(|m| (m.ones_like() - m) * -1e9)
 }
 
-/// Softmax attention of `q` `[B, H, t, dh]` over `k`, `v` `[B, KV, T, dh]` (`H` a multiple of
-/// `KV`: query head `h` reads KV head `h / (H / KV)`), scaled by `1/√dh`, plus `bias`
-/// (broadcast to `[B, H, t, T]`). Returns `[B, t, H·dh]`.
-pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<3> {
-    let [b, h, t, dh] = q.dims();
-    let [_, kv, total, _] = k.dims();
-    let (k, v) = if kv == h {
-        (k, v)
-    } else {
-        let g = h / kv;
-        let rep = |x: Tensor<4>| {
-            x.reshape([b, kv, 1, total, dh])
-                .expand([b, kv, g, total, dh])
-                .reshape([b, h, total, dh])
-        };
-        (rep(k), rep(v))
-    };
-    // burn's fused scaled-dot-product attention (flex: one pass per (batch, head); autodiff:
-    // decomposed into differentiable ops); scale 1/√dh
-    let ctx = burn::tensor::module::attention(q, k, v, None, Some(bias), Default::default());
-    ctx.swap_dims(1, 2).reshape([b, t, h * dh])
+/// Causal softmax attention of `q` `[B, t, H·dₕ]` over `k`, `v` `[B, T, KV·dₕ]` (`H` a multiple
+/// of `KV`: query head `h` reads KV head `h / (H / KV)`; the `T − t` first keys are cached
+/// positions), scaled by `1/√dₕ`, plus `key_bias` `[B, T]`. Returns `[B, t, H·dₕ]`.
+pub fn attend(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    key_bias: Option<Tensor<2>>,
+    heads: usize,
+    kv_heads: usize,
+) -> Tensor<3> {
+    peftlab_linalg::attention::causal_attention(q, k, v, key_bias, heads, kv_heads)
 }
 
 /// Logits `[B, T, V]` of hidden states `x` `[B, T, d]` under an LM head stored `[V, d]` (tied to
-/// the embedding or not).
-pub fn lm_head(x: Tensor<3>, head: Tensor<2>) -> Tensor<3> {
-    let [b, t, d] = x.dims();
-    let v = head.dims()[0];
-    x.reshape([b * t, d])
-        .matmul(head.transpose())
-        .reshape([b, t, v])
+/// the embedding or not), through `pack` (the frozen head packed once; burn's `linear` when the
+/// head trains or off the CPU fast path).
+pub fn lm_head(x: Tensor<3>, head: Tensor<2>, pack: &FrozenPack) -> Tensor<3> {
+    pack.linear(x, &head.transpose(), None)
 }
 
-/// Rotary position embedding in Hugging Face's half-split layout: dimension `i < dh/2` pairs
-/// with `i + dh/2`, angle `pos · θ^(−2i/dh)`. `x`: `[B, H, t, dh]` at positions `start..start+t`.
-pub fn rope(x: Tensor<4>, start: usize, theta: f64) -> Tensor<4> {
-    let [b, h, t, dh] = x.dims();
-    let half = dh / 2;
-    let device = x.device();
-    let mut cos = Vec::with_capacity(t * dh);
-    let mut sin = Vec::with_capacity(t * dh);
-    for p in start..start + t {
-        // as transformers: inv_freq in f32, then position · inv_freq in f32; the angle list
-        // repeats for the second half
-        let angles: Vec<f32> = (0..half)
-            .map(|i| p as f32 * (1.0 / theta.powf((2 * i) as f64 / dh as f64)) as f32)
-            .collect();
-        for _ in 0..2 {
-            cos.extend(angles.iter().map(|a| a.cos()));
-            sin.extend(angles.iter().map(|a| a.sin()));
-        }
-    }
-    let cos = Tensor::<2>::from_data(TensorData::new(cos, [t, dh]), &device).reshape([1, 1, t, dh]);
-    let sin = Tensor::<2>::from_data(TensorData::new(sin, [t, dh]), &device).reshape([1, 1, t, dh]);
-    let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
-    let x2 = x.clone().slice([0..b, 0..h, 0..t, half..dh]);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos + rotated * sin
+/// Rotary position embedding in Hugging Face's half-split layout (dimension `i < dₕ/2` pairs
+/// with `i + dₕ/2`, angle `pos · θ^(−2i/dₕ)`) of `x` `[B, t, heads·dₕ]` at positions
+/// `start..start+t`.
+pub fn rope(x: Tensor<3>, heads: usize, start: usize, theta: f64) -> Tensor<3> {
+    peftlab_linalg::rope::rotary(x, heads, start, theta)
 }
 
 /// A causal language model: what scoring and generation need.
@@ -209,11 +167,11 @@ mod tests {
     fn rope_rotates_pairs_by_position_angle() {
         // dh = 4, θ = 100: pair (0, 2) turns by p·1, pair (1, 3) by p·0.1
         let dev = Device::default();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(vec![1.0f32, 0.0, 0.0, 2.0], [1, 1, 1, 4]),
+        let x = Tensor::<3>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.0, 2.0], [1, 1, 4]),
             &dev,
         );
-        let y = rope(x, 3, 100.0).try_to_vec_as::<f64>().unwrap();
+        let y = rope(x, 1, 3, 100.0).try_to_vec_as::<f64>().unwrap();
         let (a, b) = (3.0f64, 0.3f64);
         let want = [a.cos(), -2.0 * b.sin(), a.sin(), 2.0 * b.cos()];
         for (g, w) in y.iter().zip(want) {
@@ -222,14 +180,11 @@ mod tests {
     }
 
     #[test]
-    fn causal_bias_masks_future_and_padding() {
+    fn key_bias_masks_padding_only() {
         let dev = Device::default();
         let m = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0], [1, 3]), &dev);
-        let bias = causal_bias(1, 2, 1, Some(m), &dev)
-            .try_to_vec_as::<f64>()
-            .unwrap();
-        // query 0 (pos 1): keys 0,1 open, key 2 future+pad; query 1 (pos 2): key 2 padded
-        assert_eq!(bias[0..3], [0.0, 0.0, -2e9]);
-        assert_eq!(bias[3..6], [0.0, 0.0, -1e9]);
+        let bias = key_bias(Some(m)).unwrap().try_to_vec_as::<f64>().unwrap();
+        assert_eq!(bias, [0.0, 0.0, -1e9]);
+        assert!(key_bias(None).is_none());
     }
 }

@@ -20,8 +20,9 @@ use peftlab_adapters::{AdaptedLinear, AdapterHost, child_path};
 use serde::Deserialize;
 
 use crate::ModelError;
-use crate::decoder::{CausalLm, KvCache, attend, causal_bias, lm_head};
+use crate::decoder::{CausalLm, KvCache, attend, key_bias, lm_head};
 use crate::safetensors_dir::Checkpoint;
+use peftlab_linalg::frozen::FrozenPack;
 
 /// The `config.json` fields GPT-2 needs (transformers' `GPT2Config` names).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -106,27 +107,23 @@ pub struct Gpt2Block {
 }
 
 impl Gpt2Block {
+    /// `x: [B, t, d]`, `key_bias: [B, T]`.
     fn forward(
         &self,
         x: Tensor<3>,
-        bias: Tensor<4>,
+        key_bias: Option<Tensor<2>>,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        let dh = d / self.heads;
         let qkv = self.c_attn.forward(self.ln_1.forward(x.clone()));
-        let part = |i: usize| {
-            qkv.clone()
-                .slice([0..b, 0..t, i * d..(i + 1) * d])
-                .reshape([b, t, self.heads, dh])
-                .swap_dims(1, 2)
-        };
+        let part = |i: usize| qkv.clone().slice([0..b, 0..t, i * d..(i + 1) * d]);
         let (q, k, v) = (part(0), part(1), part(2));
         let (k, v) = match cache {
             Some((c, layer)) => c.append(layer, k, v),
             None => (k, v),
         };
-        let x = x + self.attn_proj.forward(attend(q, k, v, bias));
+        let ctx = attend(q, k, v, key_bias, self.heads, self.heads);
+        let x = x + self.attn_proj.forward(ctx);
         let h = self.c_fc.forward(self.ln_2.forward(x.clone()));
         x.clone() + self.mlp_proj.forward(gelu_new(h))
     }
@@ -143,6 +140,9 @@ pub struct Gpt2LmHeadModel {
     pub h: Vec<Gpt2Block>,
     /// `transformer.ln_f`.
     pub ln_f: LayerNorm,
+    /// The frozen (tied) LM head packed for the CPU fast path (`peftlab_linalg::frozen`).
+    #[module(skip)]
+    pub head_pack: FrozenPack,
 }
 
 impl Gpt2LmHeadModel {
@@ -210,7 +210,17 @@ impl Gpt2LmHeadModel {
             }
         }
         ck.finish(|n| n.ends_with(".attn.bias") || n.ends_with(".attn.masked_bias"))?;
-        Ok((Self { wte, wpe, h, ln_f }, c))
+        let head_pack = FrozenPack::new();
+        Ok((
+            Self {
+                wte,
+                wpe,
+                h,
+                ln_f,
+                head_pack,
+            },
+            c,
+        ))
     }
 
     fn run(
@@ -225,7 +235,7 @@ impl Gpt2LmHeadModel {
         let pos = Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device)
             .reshape([1, t])
             .expand([b, t]);
-        let bias = causal_bias(b, t, past, mask, &device);
+        let bias = key_bias(mask);
         let mut x = self.wte.forward(ids) + self.wpe.forward(pos);
         for (i, block) in self.h.iter().enumerate() {
             x = block.forward(x, bias.clone(), cache.as_deref_mut().map(|c| (c, i)));
@@ -233,7 +243,7 @@ impl Gpt2LmHeadModel {
         if let Some(c) = cache {
             c.advance(t);
         }
-        lm_head(self.ln_f.forward(x), self.wte.weight.val())
+        lm_head(self.ln_f.forward(x), self.wte.weight.val(), &self.head_pack)
     }
 }
 

@@ -26,9 +26,11 @@ use serde::Deserialize;
 
 use crate::ModelError;
 use crate::act::{self, Activation};
-use crate::decoder::{CausalLm, KvCache, attend, causal_bias, lm_head, rope};
+use crate::decoder::{CausalLm, KvCache, attend, key_bias, lm_head, rope};
 use crate::gguf::GgufFile;
 use crate::safetensors_dir::{Checkpoint, linear_weight};
+use peftlab_linalg::frozen::FrozenPack;
+use peftlab_linalg::norm::add_rms_norm;
 
 /// The hyperparameters of a Llama model (transformers' `LlamaConfig` names).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -258,30 +260,41 @@ pub struct LlamaLayer {
     pub rope_theta: f64,
 }
 
+/// `RMSNorm(x)` with `norm`'s γ and ε (fused on the CPU fast path).
+fn rms(norm: &RmsNorm, x: Tensor<3>) -> Tensor<3> {
+    add_rms_norm(x, None, &norm.gamma.val(), norm.epsilon)
+}
+
 impl LlamaLayer {
+    /// `x: [B, t, d]` at positions `cache.len()..` (0 without a cache), `key_bias: [B, T]`.
     fn forward(
         &self,
         x: Tensor<3>,
-        bias: Tensor<4>,
+        key_bias: Option<Tensor<2>>,
         cache: Option<(&mut KvCache, usize)>,
     ) -> Tensor<3> {
-        let [b, t, _] = x.dims();
-        let h = self.input_layernorm.forward(x.clone());
-        let q = self.q_proj.forward(h.clone());
-        let dh = q.dims()[2] / self.heads;
-        let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, dh]).swap_dims(1, 2);
-        let q = split(q, self.heads);
-        let k = split(self.k_proj.forward(h.clone()), self.kv_heads);
-        let v = split(self.v_proj.forward(h), self.kv_heads);
+        let h = rms(&self.input_layernorm, x.clone());
         let start = cache.as_ref().map_or(0, |(c, _)| c.len());
-        let q = rope(q, start, self.rope_theta);
-        let k = rope(k, start, self.rope_theta);
+        let q = rope(
+            self.q_proj.forward(h.clone()),
+            self.heads,
+            start,
+            self.rope_theta,
+        );
+        let k = rope(
+            self.k_proj.forward(h.clone()),
+            self.kv_heads,
+            start,
+            self.rope_theta,
+        );
+        let v = self.v_proj.forward(h);
         let (k, v) = match cache {
             Some((c, layer)) => c.append(layer, k, v),
             None => (k, v),
         };
-        let x = x + self.o_proj.forward(attend(q, k, v, bias));
-        let h = self.post_attention_layernorm.forward(x.clone());
+        let ctx = attend(q, k, v, key_bias, self.heads, self.kv_heads);
+        let x = x + self.o_proj.forward(ctx);
+        let h = rms(&self.post_attention_layernorm, x.clone());
         let mlp = self.down_proj.forward(
             act::apply(Activation::Silu, self.gate_proj.forward(h.clone()))
                 * self.up_proj.forward(h),
@@ -301,6 +314,9 @@ pub struct LlamaForCausalLm {
     pub norm: RmsNorm,
     /// `lm_head.weight` `[V, d]` when not tied to the embedding.
     pub lm_head: Option<Param<Tensor<2>>>,
+    /// The frozen LM head packed for the CPU fast path (`peftlab_linalg::frozen`).
+    #[module(skip)]
+    pub head_pack: FrozenPack,
 }
 
 /// Where the tensors come from: transformers names are the keys either way.
@@ -484,6 +500,7 @@ impl LlamaForCausalLm {
             layers,
             norm,
             lm_head,
+            head_pack: FrozenPack::new(),
         })
     }
 
@@ -493,10 +510,8 @@ impl LlamaForCausalLm {
         mask: Option<Tensor<2>>,
         mut cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
-        let [b, t] = ids.dims();
-        let device = ids.device();
-        let past = cache.as_ref().map_or(0, |c| c.len());
-        let bias = causal_bias(b, t, past, mask, &device);
+        let t = ids.dims()[1];
+        let bias = key_bias(mask);
         let mut x = self.embed_tokens.forward(ids);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, bias.clone(), cache.as_deref_mut().map(|c| (c, i)));
@@ -508,7 +523,7 @@ impl LlamaForCausalLm {
             Some(w) => w.val(),
             None => self.embed_tokens.weight.val(),
         };
-        lm_head(self.norm.forward(x), head)
+        lm_head(rms(&self.norm, x), head, &self.head_pack)
     }
 }
 

@@ -126,13 +126,23 @@ pub fn lm_loss(
     eps: f64,
 ) -> Tensor<1> {
     let [b, t, v] = logits.dims();
-    let logp = log_softmax(logits.slice([0..b, 0..t - 1, 0..v]), 2);
-    let target = ids.slice([0..b, 1..t]).reshape([b, t - 1, 1]);
-    let mut nll = logp.clone().gather(2, target).reshape([b, t - 1]).neg();
-    if eps > 0.0 {
-        let smooth = logp.mean_dim(2).reshape([b, t - 1]).neg();
-        nll = nll.mul_scalar(1.0 - eps) + smooth.mul_scalar(eps);
-    }
+    // targets: ids shifted left by one; the last position (which predicts nothing) gets target 0
+    // and is cut from the loss below, so the logits are used whole, without a sliced copy
+    let device = ids.device();
+    let targets = Tensor::cat(
+        vec![
+            ids.slice([0..b, 1..t]),
+            Tensor::<2, Int>::zeros([b, 1], &device),
+        ],
+        1,
+    );
+    let nll = peftlab_linalg::xent::cross_entropy(
+        logits.reshape([b * t, v]),
+        targets.reshape([b * t]),
+        eps,
+    )
+    .reshape([b, t])
+    .slice([0..b, 0..t - 1]);
     let m = loss_mask.slice([0..b, 1..t]);
     (nll * m.clone()).sum() / m.sum().clamp_min(1.0)
 }

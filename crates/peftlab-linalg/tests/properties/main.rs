@@ -10,5 +10,7 @@ mod frozen;
 mod geometry;
 mod norm;
 mod regularize;
+mod rope;
 mod strips;
 mod transform;
+mod xent;

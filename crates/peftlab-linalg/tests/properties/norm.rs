@@ -6,7 +6,7 @@
 //! `16·(d + 1)·ε·(1 + max|reference|)`.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use peftlab_linalg::norm::{add_layer_norm, reference};
+use peftlab_linalg::norm::{add_layer_norm, add_rms_norm, reference, rms_reference};
 use proptest::prelude::*;
 
 use crate::common::{close_rel, lcg, values};
@@ -52,6 +52,58 @@ proptest! {
         if let (Some(a), Some(b)) = (dr1, dr2) {
             close_rel(&a, &b, tol, "dr")?;
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// RMSNorm (Llama's pre-norm): the same op without centring or β, against burn's
+    /// `nn::RmsNorm` arithmetic; tolerance as above (`mean(z²)` is a sum of `d` terms).
+    #[test]
+    fn fused_add_rms_norm_matches_burn_with_gradients(
+        b in 1usize..3,
+        t in 1usize..9,
+        d in 1usize..70,
+        with_residual in any::<bool>(),
+        eps in prop_oneof![Just(1e-6), Just(1e-5)],
+        seed in any::<u64>(),
+    ) {
+        let dev = Device::flex().autodiff();
+        let t3 = |s: u64| Tensor::<3>::from_data(TensorData::new(lcg(s, b * t * d), [b, t, d]), &dev);
+        let gamma = Tensor::<1>::from_data(TensorData::new(lcg(seed ^ 7, d), [d]), &dev);
+        let w = t3(seed ^ 9);
+        let run = |fused: bool| {
+            let x = t3(seed).require_grad();
+            let r = with_residual.then(|| t3(seed ^ 1).require_grad());
+            let y = if fused {
+                add_rms_norm(x.clone(), r.clone(), &gamma, eps)
+            } else {
+                rms_reference(x.clone(), r.clone(), &gamma, eps)
+            };
+            let g = (y.clone() * w.clone()).sum().backward();
+            let dx = values(&x.grad(&g).expect("dx"));
+            let dr = r.map(|r| values(&r.grad(&g).expect("dr")));
+            (values(&y), dx, dr)
+        };
+        let (y1, dx1, dr1) = run(true);
+        let (y2, dx2, dr2) = run(false);
+        let tol = 16.0 * (d + 1) as f64 * EPS;
+        close_rel(&y1, &y2, tol, "y")?;
+        close_rel(&dx1, &dx2, tol, "dx")?;
+        if let (Some(a), Some(b)) = (dr1, dr2) {
+            close_rel(&a, &b, tol, "dr")?;
+        }
+        // and without autodiff
+        let plain = Device::flex();
+        let x = Tensor::<3>::from_data(TensorData::new(lcg(seed, b * t * d), [b, t, d]), &plain);
+        let gp = gamma.clone().inner();
+        close_rel(
+            &values(&add_rms_norm(x.clone(), None, &gp, eps)),
+            &values(&rms_reference(x, None, &gp, eps)),
+            tol,
+            "inference y",
+        )?;
     }
 }
 
