@@ -382,7 +382,6 @@ mod flex {
         let Spec { tq, tk, dh, .. } = spec;
         let (dq, dk) = (spec.dq(), spec.dk());
         let kbase = bi * tk * dk + g * dh;
-        let kernel = Kernel::detect();
         // K_gᵀ: [dh, T], element (p, j) = k[kbase + j·dk + p]; the 1/√dₕ folded into it
         let mut kt = PackedMatrix::pack(&k[kbase..], dh, tk, 1, dk);
         kt.scale(1.0 / (dh as f32).sqrt());
@@ -404,34 +403,10 @@ mod flex {
                 }
             };
             // SAFETY: rows i < t of Q at stride dq lie in `q`; `s` holds t×T.
-            unsafe {
-                gemm_packed_raw(
-                    kernel,
-                    q[qbase..].as_ptr(),
-                    dq,
-                    tq,
-                    &kt,
-                    bias,
-                    s.as_mut_ptr(),
-                    tk,
-                    false,
-                )
-            };
+            unsafe { mm(q[qbase..].as_ptr(), dq, tq, &kt, bias, s.as_mut_ptr(), tk) };
             softmax_rows(spec, s);
             // SAFETY: the caller owns rows bi·t.. × columns h·dh.. of `out` (stride dq).
-            unsafe {
-                gemm_packed_raw(
-                    kernel,
-                    s.as_ptr(),
-                    tk,
-                    tq,
-                    &vp,
-                    None,
-                    out.0.add(qbase),
-                    dq,
-                    false,
-                )
-            };
+            unsafe { mm(s.as_ptr(), tk, tq, &vp, None, out.0.add(qbase), dq) };
         }
     }
 
@@ -530,6 +505,51 @@ mod flex {
         mt
     }
 
+    /// `C[m, n] = A[m, k]·B (+ bias)` on the calling thread, `A` at row stride `lda`, `C` at
+    /// `ldc`.
+    ///
+    /// # Safety
+    /// As [`gemm_packed_raw`]: `a` holds `m` rows of `b.k()` at stride `lda`, `c` `m` rows of
+    /// `b.n()` at stride `ldc`, written by no one else meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn mm(
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        b: &PackedMatrix,
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { gemm_packed_raw(Kernel::detect(), a, lda, m, b, bias, c, ldc, false) }
+    }
+
+    /// `acc = A·B` for the first head of a group, `acc += A·B` (through `part`) for the others;
+    /// `acc`, `part`: `m × b.n()` contiguous.
+    ///
+    /// # Safety
+    /// `a` holds `m` rows of `b.k()` at stride `lda`.
+    unsafe fn mm_sum(
+        first: bool,
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        b: &PackedMatrix,
+        acc: &mut [f32],
+        part: &mut [f32],
+    ) {
+        let n = b.n();
+        if first {
+            // SAFETY: `acc` holds m × n; the caller vouches for `a`.
+            unsafe { mm(a, lda, m, b, None, acc.as_mut_ptr(), n) };
+        } else {
+            // SAFETY: as above, into `part`.
+            unsafe { mm(a, lda, m, b, None, part.as_mut_ptr(), n) };
+            acc.iter_mut().zip(&*part).for_each(|(x, y)| *x += y);
+        }
+    }
+
     /// KV head `g` of batch row `bi` backward: four small products per query head on the
     /// packed GEMM, `dK`, `dV` summed over the group.
     #[allow(clippy::too_many_arguments)]
@@ -548,44 +568,27 @@ mod flex {
         let (dq, dk) = (spec.dq(), spec.dk());
         let scale = 1.0 / (dh as f32).sqrt();
         let kbase = bi * tk * dk + g * dh;
-        let kernel = Kernel::detect();
         let [dq_out, dk_out, dv_out] = out;
         // SAFETY (all products): operands are scratch buffers or rows inside their slices at
         // their strides; the caller owns rows bi·t.. × this group's columns of each output.
         let vt = PackedMatrix::pack(&v[kbase..], dh, tk, 1, dk); // Vᵀ: [dh, T]
         let kp = PackedMatrix::pack(&k[kbase..], tk, dh, dk, 1); // K: [T, dh]
-        // dK, dV of the group: [T, dh] each, accumulated over its query heads
+        // dK, dV of the group: [T, dh] each, summed over its query heads
         let (mut dk_acc, mut dv_acc) = (vec![0.0f32; tk * dh], vec![0.0f32; tk * dh]);
         let mut part = vec![0.0f32; tk * dh];
         let mut ds = vec![0.0f32; tq * tk];
-        let single = spec.group() == 1;
-        for h in g * spec.group()..(g + 1) * spec.group() {
+        let heads = g * spec.group()..(g + 1) * spec.group();
+        let first = heads.start;
+        for h in heads {
             let qbase = bi * tq * dq + h * dh;
             let ph = &p[(bi * spec.heads + h) * tq * tk..(bi * spec.heads + h + 1) * tq * tk];
-            let go = PackedMatrix::pack(&grad[qbase..], tq, dh, dq, 1); // dO: [t, dh]
             // dV += Pᵀ dO
+            let go = PackedMatrix::pack(&grad[qbase..], tq, dh, dq, 1); // dO: [t, dh]
             let pt = transpose(ph, tq, tk);
-            let target = if single { &mut dv_acc } else { &mut part };
-            unsafe {
-                gemm_packed_raw(
-                    kernel,
-                    pt.as_ptr(),
-                    tq,
-                    tk,
-                    &go,
-                    None,
-                    target.as_mut_ptr(),
-                    dh,
-                    false,
-                )
-            };
-            if !single {
-                dv_acc.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-            }
+            unsafe { mm_sum(h == first, pt.as_ptr(), tq, tk, &go, &mut dv_acc, &mut part) };
             // dP = dO Vᵀ
             unsafe {
-                gemm_packed_raw(
-                    kernel,
+                mm(
                     grad[qbase..].as_ptr(),
                     dq,
                     tq,
@@ -593,7 +596,6 @@ mod flex {
                     None,
                     ds.as_mut_ptr(),
                     tk,
-                    false,
                 )
             };
             // dS = P ⊙ (dP − ⟨dP_i, P_i⟩) / √dₕ (0 where P is: masked keys)
@@ -604,39 +606,21 @@ mod flex {
                 }
             }
             // dQ = dS K
-            unsafe {
-                gemm_packed_raw(
-                    kernel,
-                    ds.as_ptr(),
-                    tk,
-                    tq,
-                    &kp,
-                    None,
-                    dq_out.0.add(qbase),
-                    dq,
-                    false,
-                )
-            };
+            unsafe { mm(ds.as_ptr(), tk, tq, &kp, None, dq_out.0.add(qbase), dq) };
             // dK += dSᵀ Q
             let dst = transpose(&ds, tq, tk);
             let qp = PackedMatrix::pack(&q[qbase..], tq, dh, dq, 1); // Q: [t, dh]
-            let target = if single { &mut dk_acc } else { &mut part };
             unsafe {
-                gemm_packed_raw(
-                    kernel,
+                mm_sum(
+                    h == first,
                     dst.as_ptr(),
                     tq,
                     tk,
                     &qp,
-                    None,
-                    target.as_mut_ptr(),
-                    dh,
-                    false,
+                    &mut dk_acc,
+                    &mut part,
                 )
             };
-            if !single {
-                dk_acc.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-            }
         }
         for j in 0..tk {
             let (src, dst) = (j * dh, kbase + j * dk);

@@ -73,19 +73,9 @@ pub fn key_bias(key_mask: Option<Tensor<2>>) -> Option<Tensor<2>> {
     key_mask.map(|m| (m.ones_like() - m) * -1e9)
 }
 
-/// Causal softmax attention of `q` `[B, t, H·dₕ]` over `k`, `v` `[B, T, KV·dₕ]` (`H` a multiple
-/// of `KV`: query head `h` reads KV head `h / (H / KV)`; the `T − t` first keys are cached
-/// positions), scaled by `1/√dₕ`, plus `key_bias` `[B, T]`. Returns `[B, t, H·dₕ]`.
-pub fn attend(
-    q: Tensor<3>,
-    k: Tensor<3>,
-    v: Tensor<3>,
-    key_bias: Option<Tensor<2>>,
-    heads: usize,
-    kv_heads: usize,
-) -> Tensor<3> {
-    peftlab_linalg::attention::causal_attention(q, k, v, key_bias, heads, kv_heads)
-}
+/// Causal grouped-query attention over interleaved heads (`q: [B, t, H·dₕ]`, `k, v:
+/// `[B, T, KV·dₕ]`, the first `T − t` keys cached; per-key bias `[B, T]`), fused on the CPU.
+pub use peftlab_linalg::attention::causal_attention as attend;
 
 /// Logits `[B, T, V]` of hidden states `x` `[B, T, d]` under an LM head stored `[V, d]` (tied to
 /// the embedding or not), through `pack` (the frozen head packed once; burn's `linear` when the
@@ -94,12 +84,9 @@ pub fn lm_head(x: Tensor<3>, head: Tensor<2>, pack: &FrozenPack) -> Tensor<3> {
     pack.linear(x, &head.transpose(), None)
 }
 
-/// Rotary position embedding in Hugging Face's half-split layout (dimension `i < dₕ/2` pairs
-/// with `i + dₕ/2`, angle `pos · θ^(−2i/dₕ)`) of `x` `[B, t, heads·dₕ]` at positions
-/// `start..start+t`.
-pub fn rope(x: Tensor<3>, heads: usize, start: usize, theta: f64) -> Tensor<3> {
-    peftlab_linalg::rope::rotary(x, heads, start, theta)
-}
+/// Rotary position embedding (Hugging Face's half-split layout) of `x: [B, t, heads·dₕ]` at
+/// positions `start..start + t`, fused on the CPU.
+pub use peftlab_linalg::rope::rotary as rope;
 
 /// A causal language model: what scoring and generation need.
 pub trait CausalLm {
