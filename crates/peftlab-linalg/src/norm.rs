@@ -64,6 +64,14 @@ pub fn add_rms_norm<const D: usize>(
     rms_reference(x, residual, gamma, eps)
 }
 
+/// `x + residual`, or `x`.
+fn with_residual<const D: usize>(x: Tensor<D>, residual: Option<Tensor<D>>) -> Tensor<D> {
+    match residual {
+        Some(r) => x + r,
+        None => x,
+    }
+}
+
 /// burn's composition of [`add_rms_norm`] (the fallback and the tests' reference): the
 /// arithmetic of `burn::nn::RmsNorm`.
 pub fn rms_reference<const D: usize>(
@@ -72,10 +80,7 @@ pub fn rms_reference<const D: usize>(
     gamma: &Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
-    let z = match residual {
-        Some(r) => x + r,
-        None => x,
-    };
+    let z = with_residual(x, residual);
     let rms = (z.clone().square().mean_dim(D - 1) + eps).sqrt();
     (z / rms) * gamma.clone().unsqueeze()
 }
@@ -88,10 +93,7 @@ pub fn reference<const D: usize>(
     beta: Option<&Tensor<1>>,
     eps: f64,
 ) -> Tensor<D> {
-    let z = match residual {
-        Some(r) => x + r,
-        None => x,
-    };
+    let z = with_residual(x, residual);
     burn::tensor::module::layer_norm(z, gamma.clone(), beta.cloned(), eps)
 }
 
