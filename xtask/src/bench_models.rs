@@ -122,7 +122,9 @@ pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
         "minilm_train_step/mtlora_ctcm/b32_t64",
         "minilm_train_step/mtlora_dtsm/b32_t64",
         "minilm_train_step/triadaptlora/b32_t64",
+        "minilm_train_step/lora_bf16base/b32_t64",
         "smollm2_train_step/lora/b8_t128",
+        "smollm2_train_step/lora_bf16base/b8_t128",
     ];
     let mut script_args = vec![
         "--minilm".into(),
@@ -153,8 +155,9 @@ pub fn bench_train(root: &Path, args: &[String]) -> Result<(), String> {
 }
 
 /// PyTorch script, then the criterion bench, then the script again; the table of medians.
-/// Rows whose id the script does not report are compared with its first result (the PEFT LoRA
-/// step for the training bench, the reference for every adapter). `backend`: `flex` (the
+/// Rows whose id the script does not report are compared with its LoRA row of the same group
+/// and shape (the PEFT LoRA step for the training bench, the reference for every adapter and
+/// for the bf16 base). `backend`: `flex` (the
 /// default CPU build) or `wgpu` (built with `--features wgpu`, selected by `BURN_DEVICE`).
 fn side_by_side(
     root: &Path,
@@ -210,7 +213,7 @@ fn render(
     after: &Value,
     ids: &[&str],
     (what, backend): (&str, &str),
-    fallback_to_first: bool,
+    fallback_to_lora: bool,
 ) -> String {
     // the script reports `gpu` (the card's name) when it ran on CUDA
     let on = before["gpu"]
@@ -223,18 +226,27 @@ fn render(
         before["torch"].as_str().unwrap_or("?"),
         before["transformers"].as_str().unwrap_or("?"),
     );
-    let first = |v: &Value| {
-        v["results"]
-            .as_object()
-            .and_then(|m| m.values().next())
-            .and_then(Value::as_f64)
-            .filter(|_| fallback_to_first)
+    // `group/variant/shape` without a PyTorch figure: PyTorch's `group/lora/shape` (PEFT's
+    // LoRA step is the reference for every adapter and precision of the group)
+    let reference = |v: &Value, id: &str| {
+        let parts: Vec<&str> = id.split('/').collect();
+        let lora = match parts.as_slice() {
+            [group, _, shape] => format!("{group}/lora/{shape}"),
+            _ => return None,
+        };
+        v["results"][lora.as_str()]
+            .as_f64()
+            .filter(|_| fallback_to_lora)
     };
     for id in ids {
         let id = *id;
         let (b, a) = (
-            before["results"][id].as_f64().or_else(|| first(before)),
-            after["results"][id].as_f64().or_else(|| first(after)),
+            before["results"][id]
+                .as_f64()
+                .or_else(|| reference(before, id)),
+            after["results"][id]
+                .as_f64()
+                .or_else(|| reference(after, id)),
         );
         let o = ours.get(id).copied();
         let cell = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.3}"));
@@ -288,16 +300,19 @@ mod tests {
     #[test]
     fn names_the_card_when_pytorch_ran_on_cuda() {
         let run = serde_json::json!({"torch": "2.11.0", "transformers": "5.17.0", "threads": 16,
-            "gpu": "NVIDIA H200", "results": {"minilm_train_step/lora/b32_t64": 0.02}});
+            "gpu": "NVIDIA H200", "results": {"minilm_train_step/lora/b32_t64": 0.02,
+            "smollm2_train_step/lora/b8_t128": 0.4}});
         let ours = [
             ("minilm_train_step/lora/b32_t64".to_string(), 0.03),
             ("minilm_train_step/mtlora_shim/b32_t64".to_string(), 0.05),
+            ("smollm2_train_step/lora_bf16base/b8_t128".to_string(), 0.2),
         ]
         .into_iter()
         .collect();
         let ids = [
             "minilm_train_step/lora/b32_t64",
             "minilm_train_step/mtlora_shim/b32_t64",
+            "smollm2_train_step/lora_bf16base/b8_t128",
         ];
         let t = render(&ours, &run, &run, &ids, ("train step", "wgpu"), true);
         assert!(
@@ -307,6 +322,13 @@ mod tests {
         // the adapter rows without a PyTorch twin are set against PEFT's LoRA step
         assert!(
             t.contains("| minilm_train_step/mtlora_shim/b32_t64 | 0.020 | 0.050 | 0.020 | 2.50× |"),
+            "{t}"
+        );
+        // … of their own group, not the first one the script reports
+        assert!(
+            t.contains(
+                "| smollm2_train_step/lora_bf16base/b8_t128 | 0.400 | 0.200 | 0.400 | 0.50× |"
+            ),
             "{t}"
         );
     }

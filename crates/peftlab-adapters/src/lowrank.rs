@@ -14,6 +14,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{DType, Device, Tensor};
 use peftlab_linalg::init::{Fill, SeededRng};
+use peftlab_linalg::skinny::linear_t;
 use peftlab_linalg::transform::{TransformConfig, TransformInit, TransformKind, Transformation};
 
 use crate::AdapterError;
@@ -124,18 +125,14 @@ impl LowRankAdapter {
         let dims = x.dims();
         let [d_out, _] = self.lora_b.dims();
         let m: usize = dims[..D - 1].iter().product();
-        // one 2-D product over all rows (see `matmul_rows`)
+        // one 2-D product over all rows (see `linear_rows`)
         let x2 = x.reshape([m, dims[D - 1]]);
-        let u2 = self
-            .transform
-            .apply(x2.matmul(self.lora_a.val().transpose()));
+        let u2 = self.transform.apply(linear_t(x2, self.lora_a.val()));
         if self.groups == 1 {
-            // the scale folded into Bᵀ ([r, d_out]) instead of a pass over the [m, d_out] output
+            // the scale folded into B ([d_out, r]) instead of a pass over the [m, d_out] output
             let mut out = dims;
             out[D - 1] = d_out;
-            return u2
-                .matmul(self.lora_b.val().transpose() * self.scale)
-                .reshape(out);
+            return linear_t(u2, self.lora_b.val() * self.scale).reshape(out);
         }
         // block-diagonal B: group i of u ([m, r]) meets B_i ([d_g, r])
         let (g, r_total) = (self.groups, u2.dims()[1]);
@@ -205,13 +202,14 @@ pub(crate) fn dropout(p: f64) -> Result<Dropout, AdapterError> {
     Ok(DropoutConfig::new(p).init())
 }
 
-/// `x: [..., k]` · `w: [k, n]` → `[..., n]` as one 2-D product over all `∏ leading dims` rows:
-/// a broadcast batched matmul runs (and packs `w`) once per leading index
-/// (docs/performance.md, issue 16).
-pub(crate) fn matmul_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+/// `x: [..., k]` · `wᵀ` (`w: [n, k]`, PyTorch's weight layout) → `[..., n]` as one 2-D product
+/// over all `∏ leading dims` rows, on `peftlab_linalg::skinny`'s fast path for rank-sized
+/// factors (a broadcast batched matmul would run, and pack `w`, once per leading index;
+/// docs/performance.md, issue 16).
+pub(crate) fn linear_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
     let mut dims = x.dims();
     let m: usize = dims[..D - 1].iter().product();
-    let y = x.reshape([m, dims[D - 1]]).matmul(w);
+    let y = linear_t(x.reshape([m, dims[D - 1]]), w);
     dims[D - 1] = y.dims()[1];
     y.reshape(dims)
 }

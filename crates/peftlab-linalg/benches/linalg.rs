@@ -110,10 +110,13 @@ fn assembly(c: &mut Criterion) {
 }
 
 /// A frozen weight's product at MiniLM's shapes: the packed kernel (`gemm_packed`, `B` packed
-/// once) against burn's `matmul` on the same data (flex, which packs both operands per call).
+/// once), the bf16 one (`gemm_bf16_packed`, the opt-in bf16 base; on a CPU without
+/// `avx512_bf16` it is the slow portable kernel, so the row is skipped) and burn's `matmul` on
+/// the same data (flex, which packs both operands per call).
 fn frozen_gemm(c: &mut Criterion) {
     use burn::tensor::{Tensor, TensorData};
     use peftlab_linalg::gemm::{PackedMatrix, gemm_packed};
+    use peftlab_linalg::gemm_bf16::{Bf16Kernel, PackedBf16, gemm_bf16_packed};
     let mut g = c.benchmark_group("gemm");
     let dev = burn::tensor::Device::default();
     for (m, k, n) in [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384)] {
@@ -128,6 +131,12 @@ fn frozen_gemm(c: &mut Criterion) {
         g.bench_function(format!("packed/{m}x{k}x{n}"), |b| {
             b.iter(|| gemm_packed(&a, k, m, &packed, None, &mut out))
         });
+        if Bf16Kernel::Avx512Bf16.is_available() {
+            let packed = PackedBf16::pack(&w, k, n, n, 1);
+            g.bench_function(format!("packed_bf16/{m}x{k}x{n}"), |b| {
+                b.iter(|| gemm_bf16_packed(&a, k, m, &packed, None, &mut out))
+            });
+        }
         let ta = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &dev);
         let tw = Tensor::<2>::from_data(TensorData::new(w.clone(), [k, n]), &dev);
         g.bench_function(format!("burn_matmul/{m}x{k}x{n}"), |b| {

@@ -17,6 +17,15 @@
 //! dtypes, a trainable base) it is burn's `module::linear`, with the same results to f32
 //! rounding (tests: `tests/properties/frozen.rs`).
 //!
+//! **Precision.** [`Precision::F32`] (the default) multiplies in f32. [`Precision::Bf16`] is the
+//! opt-in bf16 frozen base ([`crate::gemm_bf16`]): the weight is rounded to bf16 once, when it is
+//! packed, and each product rounds its other operand (the input `x` forward, `∂L/∂y` backward)
+//! to bf16, with f32 sums and f32 adapters, bias and outputs — about twice the multiply rate on
+//! a CPU with `avx512_bf16`, at bf16's 8-bit mantissa in the base products (what PyTorch's
+//! `autocast(dtype=torch.bfloat16)` does to a linear layer). [`Precision::check`] refuses bf16
+//! on CPUs without the instruction, where it would be slower than f32. Other backends ignore the
+//! setting (burn's f32 `linear`).
+//!
 //! **Staleness.** The pack remembers the weight it was made from by holding a handle to that
 //! weight's storage (so the storage cannot be freed and its address reused) and is re-made
 //! whenever the layer's current weight is another storage or view — after a merge, an unmerge,
@@ -29,6 +38,42 @@ use burn::tensor::Tensor;
 
 #[cfg(feature = "flex")]
 use crate::gemm::{PackedMatrix, gemm_packed};
+#[cfg(feature = "flex")]
+use crate::gemm_bf16::{PackedBf16, gemm_bf16_packed};
+use crate::{LinalgError, Result};
+
+/// The arithmetic of the frozen base's products (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands, f32 sums (exact to f32 rounding against burn's `linear`).
+    #[default]
+    F32,
+    /// bf16 operands (weight rounded once, input rounded per product), f32 sums.
+    Bf16,
+}
+
+impl Precision {
+    /// `Ok` when this CPU runs `self` at least as fast as f32: always for f32, only with
+    /// `avx512_bf16` for bf16 (elsewhere the portable bf16 kernel would be far slower).
+    pub fn check(self) -> Result<()> {
+        match self {
+            Precision::F32 => Ok(()),
+            Precision::Bf16 => {
+                if crate::gemm_bf16::Bf16Kernel::Avx512Bf16.is_available() {
+                    Ok(())
+                } else {
+                    Err(LinalgError::InvalidArgument {
+                        what: "base_precision = \"bf16\"".into(),
+                        reason: "this CPU has no avx512_bf16 instructions (bf16 products would \
+                                 be slower than f32); use \"f32\""
+                            .into(),
+                    })
+                }
+            }
+        }
+    }
+}
 
 /// The packed form of one frozen weight, made on first use (see the module docs).
 ///
@@ -40,12 +85,14 @@ pub struct FrozenPack {
     slot: Mutex<Option<Arc<flex::Packs>>>,
     #[cfg(not(feature = "flex"))]
     slot: Mutex<Option<Arc<()>>>,
+    precision: Precision,
 }
 
 impl Clone for FrozenPack {
     fn clone(&self) -> Self {
         Self {
             slot: Mutex::new(self.lock().clone()),
+            precision: self.precision,
         }
     }
 }
@@ -54,14 +101,29 @@ impl std::fmt::Debug for FrozenPack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrozenPack")
             .field("packed", &self.is_packed())
+            .field("precision", &self.precision)
             .finish()
     }
 }
 
 impl FrozenPack {
-    /// An empty pack (packs on first use).
+    /// An empty pack (packs on first use), f32.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The arithmetic of the products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Set the arithmetic of the products; a change drops the packed copy. Does not check the
+    /// CPU (callers that take it from a user's config call [`Precision::check`] first).
+    pub fn set_precision(&mut self, precision: Precision) {
+        if precision != self.precision {
+            self.precision = precision;
+            self.invalidate();
+        }
     }
 
     #[cfg(feature = "flex")]
@@ -144,7 +206,11 @@ impl FrozenPack {
                 Some(p) if p.matches(&ops.weight) => p.clone(),
                 old => {
                     let generation = old.map_or(0, |p| p.generation) + 1;
-                    let p = Arc::new(flex::Packs::new(ops.weight.clone(), generation));
+                    let p = Arc::new(flex::Packs::new(
+                        ops.weight.clone(),
+                        self.precision,
+                        generation,
+                    ));
                     *slot = Some(p.clone());
                     p
                 }
@@ -220,19 +286,89 @@ mod flex {
         Some(Operands { x, weight, bias })
     }
 
+    /// One packed operand, in the pack's precision.
+    #[derive(Debug)]
+    pub(super) enum Packed {
+        F32(PackedMatrix),
+        Bf16(PackedBf16),
+    }
+
+    impl Packed {
+        /// Pack `w: [k, n]` (or `wᵀ` with `transpose`) from any strided view.
+        fn new(w: &FlexTensor, transpose: bool, precision: Precision) -> Self {
+            let w = if w.layout().strides().iter().any(|s| *s < 0) {
+                w.to_contiguous()
+            } else {
+                w.clone()
+            };
+            let shape = w.layout().shape();
+            let (mut k, mut n) = (shape[0], shape[1]);
+            let strides = w.layout().strides();
+            let (mut rs, mut cs) = (strides[0] as usize, strides[1] as usize);
+            if transpose {
+                (k, n, rs, cs) = (n, k, cs, rs);
+            }
+            let storage = &w.storage::<f32>()[w.layout().start_offset()..];
+            match precision {
+                Precision::F32 => Self::F32(PackedMatrix::pack(storage, k, n, rs, cs)),
+                Precision::Bf16 => Self::Bf16(PackedBf16::pack(storage, k, n, rs, cs)),
+            }
+        }
+
+        fn k(&self) -> usize {
+            match self {
+                Self::F32(b) => b.k(),
+                Self::Bf16(b) => b.k(),
+            }
+        }
+
+        fn n(&self) -> usize {
+            match self {
+                Self::F32(b) => b.n(),
+                Self::Bf16(b) => b.n(),
+            }
+        }
+
+        /// `x: [..., k]` · this `[k, n]` (+ bias) → `[..., n]` on flex.
+        fn product(&self, x: &FlexTensor, bias: Option<&FlexTensor>) -> FlexTensor {
+            let x = contiguous(x);
+            let xs = f32s(&x);
+            let mut dims = x.layout().shape().to_vec();
+            let (k, n) = (self.k(), self.n());
+            let rows = xs
+                .len()
+                .checked_div(k)
+                .unwrap_or_else(|| dims[..dims.len() - 1].iter().product());
+            *dims.last_mut().expect("rank ≥ 1") = n;
+            let bias = bias.map(contiguous);
+            let bias = bias.as_ref().map(f32s);
+            let mut out: Vec<f32> = Vec::with_capacity(rows * n);
+            let c = out.spare_capacity_mut();
+            match self {
+                Self::F32(b) => gemm_packed(xs, k, rows, b, bias, c),
+                Self::Bf16(b) => gemm_bf16_packed(xs, k, rows, b, bias, c),
+            }
+            // SAFETY: the GEMM wrote all rows·n elements.
+            unsafe { out.set_len(rows * n) };
+            from_vec(out, dims)
+        }
+    }
+
     /// `W` packed for `x·W`, and `Wᵀ` for `dY·Wᵀ` once a gradient is asked for.
     pub(super) struct Packs {
         source: FlexTensor,
-        fwd: PackedMatrix,
-        bwd: OnceLock<Arc<PackedMatrix>>,
+        precision: Precision,
+        fwd: Packed,
+        bwd: OnceLock<Arc<Packed>>,
         pub(super) generation: u64,
     }
 
     impl Packs {
-        pub(super) fn new(weight: FlexTensor, generation: u64) -> Self {
-            let fwd = pack(&weight, false);
+        pub(super) fn new(weight: FlexTensor, precision: Precision, generation: u64) -> Self {
+            let fwd = Packed::new(&weight, false, precision);
             Self {
                 source: weight,
+                precision,
                 fwd,
                 bwd: OnceLock::new(),
                 generation,
@@ -246,76 +382,29 @@ mod flex {
                 && self.source.dtype() == weight.dtype()
         }
 
-        fn bwd(&self) -> Arc<PackedMatrix> {
+        fn bwd(&self) -> Arc<Packed> {
             self.bwd
-                .get_or_init(|| Arc::new(pack(&self.source, true)))
+                .get_or_init(|| Arc::new(Packed::new(&self.source, true, self.precision)))
                 .clone()
         }
-    }
-
-    /// Pack `w: [k, n]` (or `wᵀ` with `transpose`) from any strided view.
-    fn pack(w: &FlexTensor, transpose: bool) -> PackedMatrix {
-        let w = if w.layout().strides().iter().any(|s| *s < 0) {
-            w.to_contiguous()
-        } else {
-            w.clone()
-        };
-        let shape = w.layout().shape();
-        let (k, n) = (shape[0], shape[1]);
-        let strides = w.layout().strides();
-        let (rs, cs) = (strides[0] as usize, strides[1] as usize);
-        let storage = &w.storage::<f32>()[w.layout().start_offset()..];
-        if transpose {
-            PackedMatrix::pack(storage, n, k, cs, rs)
-        } else {
-            PackedMatrix::pack(storage, k, n, rs, cs)
-        }
-    }
-
-    /// `x: [..., k]` · packed `[k, n]` (+ bias) → `[..., n]` on flex.
-    fn product(x: &FlexTensor, b: &PackedMatrix, bias: Option<&FlexTensor>) -> FlexTensor {
-        let x = contiguous(x);
-        let xs = f32s(&x);
-        let mut dims = x.layout().shape().to_vec();
-        let k = b.k();
-        let rows = xs
-            .len()
-            .checked_div(k)
-            .unwrap_or_else(|| dims[..dims.len() - 1].iter().product());
-        *dims.last_mut().expect("rank ≥ 1") = b.n();
-        let bias = bias.map(contiguous);
-        let mut out: Vec<f32> = Vec::with_capacity(rows * b.n());
-        gemm_packed(
-            xs,
-            k,
-            rows,
-            b,
-            bias.as_ref().map(f32s),
-            out.spare_capacity_mut(),
-        );
-        // SAFETY: gemm_packed wrote all rows·n elements.
-        unsafe { out.set_len(rows * b.n()) };
-        from_vec(out, dims)
     }
 
     #[derive(Debug)]
     struct FrozenLinearBackward;
 
     impl Backward<Flex, 1> for FrozenLinearBackward {
-        type State = Arc<PackedMatrix>;
+        type State = Arc<Packed>;
 
         fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
             let wt = ops.state;
-            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                product(&grad, &wt, None)
-            });
+            unary::<Flex, _>(ops.parents, ops.node, grads, |grad| wt.product(&grad, None));
         }
     }
 
     pub(super) fn run<const D: usize>(ops: Operands, packs: Arc<Packs>) -> Tensor<D> {
         let x = match ops.x {
             Input::Plain(x) => {
-                let y = product(&x, &packs.fwd, ops.bias.as_ref());
+                let y = packs.fwd.product(&x, ops.bias.as_ref());
                 return Tensor::from_primitive::<Flex>(y);
             }
             Input::Autodiff(x) => x,
@@ -326,11 +415,11 @@ mod flex {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = product(x.primitive(), &packs.fwd, ops.bias.as_ref());
+                let y = packs.fwd.product(x.primitive(), ops.bias.as_ref());
                 prep.finish(packs.bwd(), y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(product(x.primitive(), &packs.fwd, ops.bias.as_ref()))
+                prep.finish(packs.fwd.product(x.primitive(), ops.bias.as_ref()))
             }
         };
         Tensor::from_primitive::<Autodiff<Flex>>(out)

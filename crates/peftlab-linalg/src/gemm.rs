@@ -55,10 +55,13 @@ impl Clone for PackedMatrix {
     }
 }
 
-/// A zeroed buffer holding `len` floats from a 64-byte-aligned `offset`.
-fn aligned_buffer(len: usize) -> (Vec<f32>, usize) {
-    let buf = vec![0.0f32; len + 16];
-    let offset = (16 - (buf.as_ptr() as usize / 4) % 16) % 16;
+/// A zeroed buffer holding `len` elements of `T` (a 1-, 2- or 4-byte number) from a
+/// 64-byte-aligned `offset`.
+pub(crate) fn aligned_buffer<T: Copy + Default>(len: usize) -> (Vec<T>, usize) {
+    let size = std::mem::size_of::<T>();
+    let per_line = 64 / size;
+    let buf = vec![T::default(); len + per_line];
+    let offset = (per_line - (buf.as_ptr() as usize / size) % per_line) % per_line;
     (buf, offset)
 }
 
@@ -235,10 +238,47 @@ pub unsafe fn gemm_packed_raw(
     }
     let cptr = SendPtr(c);
     let aptr = SendPtr(a as *mut f32);
-    let mc = kernel.mc();
+    for_each_block(
+        m,
+        kernel.mc(),
+        n.div_ceil(NR),
+        parallel,
+        |r0, rows, panels| {
+            let (cp, ap) = (cptr, aptr);
+            // SAFETY: this task owns rows r0..r0+rows × these panels of C; the caller guarantees
+            // the bounds.
+            unsafe {
+                row_block(
+                    kernel,
+                    ap.0.add(r0 * lda),
+                    lda,
+                    rows,
+                    b,
+                    panels,
+                    bias,
+                    cp.0.add(r0 * ldc),
+                    ldc,
+                )
+            };
+        },
+    );
+}
+
+/// Split `m` rows × `panels` column panels into tasks and run `task(r0, rows, (p0, p1))` for
+/// each: row blocks of `mc`, and — when there are fewer blocks than twice the pool's threads
+/// (short inputs) — the panels split into groups too, so both cores work. The tasks cover every
+/// (row, panel) pair exactly once; with `parallel` they run on rayon's pool.
+pub(crate) fn for_each_block(
+    m: usize,
+    mc: usize,
+    panels: usize,
+    parallel: bool,
+    task: impl Fn(usize, usize, (usize, usize)) + Sync + Send,
+) {
+    if m == 0 || panels == 0 {
+        return;
+    }
     let blocks = m.div_ceil(mc);
-    let panels = n.div_ceil(NR);
-    // Few row blocks (short inputs): split the panels too, so both cores work.
     let target = if parallel {
         2 * rayon::current_num_threads()
     } else {
@@ -247,28 +287,11 @@ pub unsafe fn gemm_packed_raw(
     let groups = target.div_ceil(blocks).clamp(1, panels);
     let per_group = panels.div_ceil(groups);
     let groups = panels.div_ceil(per_group);
-    let run = |task: usize| {
-        let (blk, g) = (task / groups, task % groups);
+    let run = |t: usize| {
+        let (blk, g) = (t / groups, t % groups);
         let r0 = blk * mc;
-        let rows = mc.min(m - r0);
         let p0 = g * per_group;
-        let p1 = (p0 + per_group).min(panels);
-        let (cp, ap) = (cptr, aptr);
-        // SAFETY: task (blk, g) owns rows r0..r0+rows × panels p0..p1 of C; the caller
-        // guarantees the bounds.
-        unsafe {
-            row_block(
-                kernel,
-                ap.0.add(r0 * lda),
-                lda,
-                rows,
-                b,
-                (p0, p1),
-                bias,
-                cp.0.add(r0 * ldc),
-                ldc,
-            )
-        };
+        task(r0, mc.min(m - r0), (p0, (p0 + per_group).min(panels)));
     };
     let tasks = blocks * groups;
     if parallel && tasks > 1 {

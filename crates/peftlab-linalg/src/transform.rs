@@ -235,12 +235,11 @@ impl Transformation {
         if self.kind == TransformKind::Identity {
             return u;
         }
-        let t = self.matrix(&u.device()).transpose();
-        let r = self.rank;
-        let mut shape = [1usize; D];
-        shape[D - 2] = r;
-        shape[D - 1] = r;
-        u.matmul(t.reshape(shape))
+        // u·Tᵀ over all leading rows as one 2-D product (`skinny::linear_t`)
+        let t = self.matrix(&u.device());
+        let dims = u.dims();
+        let m: usize = dims[..D - 1].iter().product();
+        crate::skinny::linear_t(u.reshape([m, dims[D - 1]]), t).reshape(dims)
     }
 
     /// Trainable parameters held (`TransformKind::num_params`).

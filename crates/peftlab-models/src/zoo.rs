@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use peftlab_adapters::{AdaptedLinear, AdapterHost};
+use peftlab_linalg::frozen::Precision;
 
 use crate::ModelError;
 use crate::bert::BertForSequenceClassification;
@@ -183,6 +184,25 @@ impl Model {
             Self::Gpt2(_) => "GPT2LMHeadModel",
             Self::Llama(_) => "LlamaForCausalLM",
         }
+    }
+
+    /// Set the arithmetic of every frozen product — the base of each linear layer (used while
+    /// it is frozen) and the tied LM heads — to `precision`
+    /// (`peftlab_linalg::frozen::Precision`; f32 after loading). Adapters, trainable layers,
+    /// attention and norms stay f32. Errors, changing nothing, when this CPU cannot run
+    /// `precision` at least as fast as f32 (bf16 needs `avx512_bf16`).
+    pub fn set_base_precision(
+        &mut self,
+        precision: Precision,
+    ) -> Result<(), peftlab_linalg::LinalgError> {
+        precision.check()?;
+        self.for_each_linear_mut("", &mut |_, l| l.packed.set_precision(precision));
+        match self {
+            Self::Gpt2(m) => m.head_pack.set_precision(precision),
+            Self::Llama(m) => m.head_pack.set_precision(precision),
+            Self::Bert(_) | Self::Deberta(_) => {}
+        }
+        Ok(())
     }
 
     /// The causal LM interface, for GPT-2 and Llama.

@@ -2,11 +2,13 @@
 //! layer (query, key, value, attention output, intermediate, output) and a trained head:
 //! B = 32, T = 64 (deterministic ids, full mask), mean pooling, cross-entropy, backward,
 //! global-norm clipping, AdamW — what the training loop does per step. Variants: LoRA r = 8,
-//! the four MTLoRA structures at r = 8, TriAdaptLoRA at rank 8 (no growth during the bench).
+//! the four MTLoRA structures at r = 8, TriAdaptLoRA at rank 8 (no growth during the bench), and
+//! `lora_bf16base`: LoRA on the opt-in bf16 frozen base (`model.base_precision = "bf16"`; only
+//! on CPUs with `avx512_bf16`).
 //!
 //! A second group, `smollm2_train_step`: SmolLM2-135M-Instruct (the pinned Q4_1 GGUF, dequantized
 //! to f32) with LoRA r = 8 on its seven projections per layer, B = 8, T = 128, next-token
-//! cross-entropy over all positions, same optimizer.
+//! cross-entropy over all positions, same optimizer; `lora_bf16base` as above.
 //!
 //! Run: `cargo bench -p peftlab-train --bench train_step`; side by side with PyTorch + PEFT
 //! (`scripts/bench_torch_train.py`): `PEFTLAB_PYTHON=… cargo xtask bench-train`. Needs the
@@ -21,6 +23,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use peftlab_adapters::{AdapterConfig, AdapterHost, attach};
 use peftlab_data::task::Label;
 use peftlab_models::zoo::{LoadOptions, Model, load};
+use peftlab_train::config::Precision;
 use peftlab_train::optim::{AdamW, AdamWConfig, global_grad_norm};
 use peftlab_train::trainer::classification_loss;
 
@@ -78,25 +81,28 @@ fn step(c: &mut Criterion) {
     let types = Tensor::<2, Int>::zeros([B, T], &dev);
     let mask = Tensor::<2>::ones([B, T], &dev);
     let labels: Vec<Option<Label>> = (0..B).map(|i| Some(Label::Class(i % 2))).collect();
-    let mut variants = vec![(
-        "lora".to_string(),
-        format!("method = \"lora\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {TARGETS}"),
-    )];
+    let lora = format!("method = \"lora\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {TARGETS}");
+    let mut variants = vec![("lora".to_string(), lora.clone(), Precision::F32)];
     for s in ["Shim", "Icfm", "Ctcm", "Dtsm"] {
         variants.push((
             format!("mtlora_{}", s.to_lowercase()),
             format!("method = \"mtlora\"\nstructure = \"{s}\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {TARGETS}"),
+            Precision::F32,
         ));
     }
     variants.push((
         "triadaptlora".into(),
         format!("method = \"triadaptlora\"\nreference_rank = 8\ninit_rank = 8\ntarget_modules = {TARGETS}"),
+        Precision::F32,
     ));
+    variants.extend(bf16_variant("lora", &lora));
     let mut g = c.benchmark_group("minilm_train_step");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
-    for (name, table) in variants {
+    for (name, table, precision) in variants {
         let cfg = adapter(&table);
-        let mut m = Some(model(&dir, &cfg, &dev));
+        let mut model = model(&dir, &cfg, &dev);
+        model.set_base_precision(precision).unwrap();
+        let mut m = Some(model);
         let mut opt = AdamW::new(AdamWConfig {
             weight_decay: 0.01,
             ..AdamWConfig::default()
@@ -117,8 +123,22 @@ fn step(c: &mut Criterion) {
     g.finish();
 }
 
+/// The `<name>_bf16base` variant (the opt-in bf16 frozen base), where this CPU runs it.
+fn bf16_variant(name: &str, table: &str) -> Option<(String, String, Precision)> {
+    match Precision::Bf16.check() {
+        Ok(()) => Some((
+            format!("{name}_bf16base"),
+            table.to_string(),
+            Precision::Bf16,
+        )),
+        Err(e) => {
+            eprintln!("train_step: {name}_bf16base skipped: {e}");
+            None
+        }
+    }
+}
+
 fn smollm2_step(c: &mut Criterion) {
-    use peftlab_models::decoder::CausalLm;
     use peftlab_models::gguf::GgufFile;
     use peftlab_models::llama::LlamaForCausalLm;
     use peftlab_train::trainer::lm_loss;
@@ -128,8 +148,7 @@ fn smollm2_step(c: &mut Criterion) {
         .join("models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
     peftlab_train::alloc::retain_freed_memory();
     let dev = Device::default().autodiff();
-    let mut model = match GgufFile::open(&path).and_then(|f| LlamaForCausalLm::from_gguf(&f, &dev))
-    {
+    let model = match GgufFile::open(&path).and_then(|f| LlamaForCausalLm::from_gguf(&f, &dev)) {
         Ok((m, _)) => m,
         Err(e) => {
             eprintln!("train_step: SmolLM2 unavailable ({e}; cargo xtask fetch); skipped");
@@ -138,32 +157,37 @@ fn smollm2_step(c: &mut Criterion) {
     };
     let targets =
         r#"["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]"#;
-    let cfg = adapter(&format!(
-        "method = \"lora\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {targets}"
-    ));
-    attach(&mut model, &cfg, 0).unwrap();
+    let lora = format!("method = \"lora\"\nr = 8\nlora_alpha = 16.0\ntarget_modules = {targets}");
     let ids: Vec<i64> = (0..SB * ST)
         .map(|k| 1000 + ((k * 7919) % 20000) as i64)
         .collect();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [SB, ST]), &dev);
     let loss_mask = Tensor::<2>::ones([SB, ST], &dev);
-    let mut opt = AdamW::new(AdamWConfig {
-        weight_decay: 0.01,
-        ..AdamWConfig::default()
-    });
-    let mut m = Some(model);
     let mut g = c.benchmark_group("smollm2_train_step");
     g.sample_size(10).measurement_time(Duration::from_secs(30));
-    g.bench_function(format!("lora/b{SB}_t{ST}"), |b| {
-        b.iter(|| {
-            let model = m.take().unwrap();
-            let logits = model.logits(ids.clone(), None);
-            let loss = lm_loss(logits, ids.clone(), loss_mask.clone(), 0.0);
-            let (model, norm) = optimizer_step(model, loss, &mut opt);
-            m = Some(model);
-            black_box(norm)
-        })
-    });
+    let variants = std::iter::once(("lora".to_string(), lora.clone(), Precision::F32))
+        .chain(bf16_variant("lora", &lora));
+    for (name, table, precision) in variants {
+        let mut model = Model::Llama(model.clone());
+        attach(&mut model, &adapter(&table), 0).unwrap();
+        model.set_base_precision(precision).unwrap();
+        let mut opt = AdamW::new(AdamWConfig {
+            weight_decay: 0.01,
+            ..AdamWConfig::default()
+        });
+        let mut m = Some(model);
+        g.bench_function(format!("{name}/b{SB}_t{ST}"), |b| {
+            b.iter(|| {
+                let model = m.take().unwrap();
+                let lm = model.causal_lm().expect("a causal LM");
+                let logits = lm.logits(ids.clone(), None);
+                let loss = lm_loss(logits, ids.clone(), loss_mask.clone(), 0.0);
+                let (model, norm) = optimizer_step(model, loss, &mut opt);
+                m = Some(model);
+                black_box(norm)
+            })
+        });
+    }
     g.finish();
 }
 

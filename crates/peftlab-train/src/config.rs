@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use peftlab_adapters::AdapterConfig;
+pub use peftlab_linalg::frozen::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -56,6 +57,16 @@ pub struct ModelConfig {
     /// MiniLM have no trained pooler).
     #[serde(default)]
     pub mean_pooling: bool,
+    /// Arithmetic of the frozen base's products: `"f32"` (default) or `"bf16"` (opt-in: the
+    /// frozen weights and the inputs of their products rounded to bf16, f32 sums, adapters and
+    /// heads in f32; needs a CPU with `avx512_bf16`; docs/performance.md measures its speed and
+    /// its accuracy against f32 on a table row). Left out of the serialized config while f32.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub base_precision: Precision,
+}
+
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
 }
 
 /// The task and how much of it.

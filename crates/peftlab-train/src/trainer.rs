@@ -245,6 +245,12 @@ impl Trainer {
             .ok_or_else(|| other(format!("{}: the model has no tokenizer", c.model.path)))?;
         let eos = loaded.eos_token_id;
         let mut model = loaded.model;
+        model
+            .set_base_precision(c.model.base_precision)
+            .map_err(|e| TrainError::Config {
+                file: "model.base_precision".into(),
+                reason: e.to_string(),
+            })?;
         let is_lm = num_labels.is_none();
         if is_lm && model.causal_lm().is_none() {
             return Err(other(format!(

@@ -22,7 +22,7 @@
 //!
 //! Reproduce: baseline rows of `cargo xtask reproduce triadaptlora`.
 
-use crate::lowrank::matmul_rows;
+use crate::lowrank::linear_rows;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
@@ -134,11 +134,8 @@ impl AdaLoraAdapter {
     /// Factored update `s/(r+ε) · ((x (Q ⊙ λ)ᵀ) Pᵀ)` for `x: [..., d_in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let qe = self.lora_a.val() * self.lora_e.val();
-        let u = matmul_rows(
-            peftlab_linalg::dropout::forward(&self.dropout, x),
-            qe.transpose(),
-        ) * self.scale;
-        matmul_rows(u, self.lora_b.val().transpose())
+        let u = linear_rows(peftlab_linalg::dropout::forward(&self.dropout, x), qe) * self.scale;
+        linear_rows(u, self.lora_b.val())
     }
 
     /// Dense update in burn layout `[d_in, d_out]`.

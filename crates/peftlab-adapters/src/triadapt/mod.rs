@@ -40,7 +40,7 @@
 //!
 //! Reproduce: `cargo xtask reproduce triadaptlora`.
 
-use crate::lowrank::matmul_rows;
+use crate::lowrank::linear_rows;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Dropout;
@@ -325,9 +325,9 @@ impl TriAdaptAdapter {
     /// Factored update `s · ((dropout(x) A_catᵀ) Cᵀ) B_catᵀ` for `x: [..., d_in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = peftlab_linalg::dropout::forward(&self.dropout, x);
-        let u = matmul_rows(x, self.a_cat().transpose());
-        let u = matmul_rows(u, self.c().transpose()) * self.scale_at(self.rank());
-        matmul_rows(u, self.b_cat().transpose())
+        let u = linear_rows(x, self.a_cat());
+        let u = linear_rows(u, self.c()) * self.scale_at(self.rank());
+        linear_rows(u, self.b_cat())
     }
 
     /// Dense update in burn layout `[d_in, d_out]`.

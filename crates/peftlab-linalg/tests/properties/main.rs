@@ -11,6 +11,7 @@ mod geometry;
 mod norm;
 mod regularize;
 mod rope;
+mod skinny;
 mod strips;
 mod transform;
 mod xent;
