@@ -187,13 +187,7 @@ pub fn gemm_packed_with(
         "gemm_packed: {kernel:?} is not available on this CPU"
     );
     let n = b.n;
-    assert!(c.len() >= m * n, "gemm_packed: output too short");
-    if m > 0 && b.k > 0 {
-        assert!((m - 1) * lda + b.k <= a.len(), "gemm_packed: A too short");
-    }
-    if let Some(bias) = bias {
-        assert!(bias.len() >= n, "gemm_packed: bias too short");
-    }
+    check_operands("gemm_packed", (a.len(), lda, m, b.k), n, bias, c.len());
     let parallel = 2 * m * n * b.k >= 1 << 20;
     // SAFETY: bounds checked above; `c` holds m rows of n.
     unsafe {
@@ -209,6 +203,27 @@ pub fn gemm_packed_with(
             parallel,
         )
     };
+}
+
+/// The bounds both packed GEMMs check: `A` (`a_len` elements) holds `m` rows of `k` at stride
+/// `lda`, the bias `n` elements, the output `m·n`.
+///
+/// # Panics
+/// If any is too short, naming `what`.
+pub(crate) fn check_operands(
+    what: &str,
+    (a_len, lda, m, k): (usize, usize, usize, usize),
+    n: usize,
+    bias: Option<&[f32]>,
+    c_len: usize,
+) {
+    assert!(c_len >= m * n, "{what}: output too short");
+    if m > 0 && k > 0 {
+        assert!((m - 1) * lda + k <= a_len, "{what}: A too short");
+    }
+    if let Some(bias) = bias {
+        assert!(bias.len() >= n, "{what}: bias too short");
+    }
 }
 
 /// [`gemm_packed_with`] on raw pointers: `C` has row stride `ldc ≥ n` (so a block of a larger
@@ -488,36 +503,67 @@ unsafe fn portable(h: usize, t: &Tile) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::{NR, Tile};
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512<const MR: usize>(t: &Tile) {
-        let full = t.w == NR;
-        let (m0, m1): (u16, u16) = if full {
+    /// Lane masks of a tile `w ≤ 32` columns wide: its first and second 16 columns.
+    pub(crate) fn edge_masks(w: usize) -> (u16, u16) {
+        if w >= 32 {
             (0xffff, 0xffff)
-        } else if t.w >= 16 {
-            (0xffff, ((1u32 << (t.w - 16)) - 1) as u16)
+        } else if w >= 16 {
+            (0xffff, ((1u32 << (w - 16)) - 1) as u16)
         } else {
-            (((1u32 << t.w) - 1) as u16, 0)
-        };
+            (((1u32 << w) - 1) as u16, 0)
+        }
+    }
+
+    /// The two accumulator rows of an `MR × 32` AVX-512 tile at its start: `C`'s current values
+    /// (`accumulate`, a later `k` block), else the bias, else zero.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn tile_start<const MR: usize>(
+        c: *const f32,
+        ldc: usize,
+        accumulate: bool,
+        bias: Option<*const f32>,
+        (m0, m1): (u16, u16),
+    ) -> ([__m512; MR], [__m512; MR]) {
         let mut c0 = [_mm512_setzero_ps(); MR];
         let mut c1 = [_mm512_setzero_ps(); MR];
-        if t.accumulate {
+        if accumulate {
             for i in 0..MR {
-                let row = t.c.add(i * t.ldc);
+                let row = c.add(i * ldc);
                 c0[i] = _mm512_maskz_loadu_ps(m0, row);
                 c1[i] = _mm512_maskz_loadu_ps(m1, row.add(16));
             }
-        } else if let Some(bias) = t.bias {
+        } else if let Some(bias) = bias {
             let b0 = _mm512_maskz_loadu_ps(m0, bias);
             let b1 = _mm512_maskz_loadu_ps(m1, bias.add(16));
-            for i in 0..MR {
-                c0[i] = b0;
-                c1[i] = b1;
-            }
+            c0 = [b0; MR];
+            c1 = [b1; MR];
         }
+        (c0, c1)
+    }
+
+    /// Store an `MR × 32` AVX-512 tile's accumulators, masked to its width.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn tile_store<const MR: usize>(
+        c: *mut f32,
+        ldc: usize,
+        (m0, m1): (u16, u16),
+        (c0, c1): (&[__m512; MR], &[__m512; MR]),
+    ) {
+        for i in 0..MR {
+            let row = c.add(i * ldc);
+            _mm512_mask_storeu_ps(row, m0, c0[i]);
+            _mm512_mask_storeu_ps(row.add(16), m1, c1[i]);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512<const MR: usize>(t: &Tile) {
+        let masks = edge_masks(t.w);
+        let (mut c0, mut c1) = tile_start::<MR>(t.c, t.ldc, t.accumulate, t.bias, masks);
         let mut a = [t.a; MR];
         for (i, ai) in a.iter_mut().enumerate() {
             *ai = t.a.add(i * t.lda);
@@ -533,16 +579,7 @@ mod x86 {
             }
             b = b.add(NR);
         }
-        for i in 0..MR {
-            let row = t.c.add(i * t.ldc);
-            if full {
-                _mm512_storeu_ps(row, c0[i]);
-                _mm512_storeu_ps(row.add(16), c1[i]);
-            } else {
-                _mm512_mask_storeu_ps(row, m0, c0[i]);
-                _mm512_mask_storeu_ps(row.add(16), m1, c1[i]);
-            }
-        }
+        tile_store::<MR>(t.c, t.ldc, masks, (&c0, &c1));
     }
 
     /// `MR × w` (`w ≤ 16`) tile: two `ymm` accumulators per row; `B` rows are read at the

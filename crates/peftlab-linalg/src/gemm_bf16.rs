@@ -26,7 +26,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::gemm::{KC, MC, NR, SendPtr, aligned_buffer, for_each_block};
+use crate::gemm::{KC, MC, NR, SendPtr, aligned_buffer, check_operands, for_each_block};
 
 /// `x` rounded to bf16 (round to nearest, ties to even; NaN stays NaN), as its 16 bits.
 #[inline]
@@ -194,16 +194,7 @@ pub fn gemm_bf16_packed_with(
         "gemm_bf16_packed: {kernel:?} is not available on this CPU"
     );
     let (k, n) = (b.k, b.n);
-    assert!(c.len() >= m * n, "gemm_bf16_packed: output too short");
-    if m > 0 && k > 0 {
-        assert!(
-            (m - 1) * lda + k <= a.len(),
-            "gemm_bf16_packed: A too short"
-        );
-    }
-    if let Some(bias) = bias {
-        assert!(bias.len() >= n, "gemm_bf16_packed: bias too short");
-    }
+    check_operands("gemm_bf16_packed", (a.len(), lda, m, k), n, bias, c.len());
     if m == 0 || n == 0 {
         return;
     }
@@ -367,7 +358,8 @@ unsafe fn portable(h: usize, t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{NR, PAIR, Tile};
+    use super::{PAIR, Tile};
+    use crate::gemm::x86::{edge_masks, tile_start, tile_store};
     use std::arch::x86_64::*;
 
     /// `src` rounded to bf16 into `dst` (same length), 16 at a time.
@@ -389,30 +381,8 @@ mod x86 {
     /// per row pair of `k`.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn tile<const MR: usize>(t: &Tile) {
-        let full = t.w == NR;
-        let (m0, m1): (u16, u16) = if full {
-            (0xffff, 0xffff)
-        } else if t.w >= 16 {
-            (0xffff, ((1u32 << (t.w - 16)) - 1) as u16)
-        } else {
-            (((1u32 << t.w) - 1) as u16, 0)
-        };
-        let mut c0 = [_mm512_setzero_ps(); MR];
-        let mut c1 = [_mm512_setzero_ps(); MR];
-        if t.accumulate {
-            for i in 0..MR {
-                let row = t.c.add(i * t.ldc);
-                c0[i] = _mm512_maskz_loadu_ps(m0, row);
-                c1[i] = _mm512_maskz_loadu_ps(m1, row.add(16));
-            }
-        } else if let Some(bias) = t.bias {
-            let b0 = _mm512_maskz_loadu_ps(m0, bias);
-            let b1 = _mm512_maskz_loadu_ps(m1, bias.add(16));
-            for i in 0..MR {
-                c0[i] = b0;
-                c1[i] = b1;
-            }
-        }
+        let masks = edge_masks(t.w);
+        let (mut c0, mut c1) = tile_start::<MR>(t.c, t.ldc, t.accumulate, t.bias, masks);
         let mut a = [t.a; MR];
         for (i, ai) in a.iter_mut().enumerate() {
             *ai = t.a.add(i * t.lda2);
@@ -430,16 +400,7 @@ mod x86 {
             }
             b = b.add(PAIR);
         }
-        for i in 0..MR {
-            let row = t.c.add(i * t.ldc);
-            if full {
-                _mm512_storeu_ps(row, c0[i]);
-                _mm512_storeu_ps(row.add(16), c1[i]);
-            } else {
-                _mm512_mask_storeu_ps(row, m0, c0[i]);
-                _mm512_mask_storeu_ps(row.add(16), m1, c1[i]);
-            }
-        }
+        tile_store::<MR>(t.c, t.ldc, masks, (&c0, &c1));
     }
 }
 

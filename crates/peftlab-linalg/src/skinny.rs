@@ -357,11 +357,7 @@ mod x86 {
         w: usize,
         out: *mut f32,
     ) {
-        let (m0, m1): (u16, u16) = if w >= 16 {
-            (0xffff, ((1u32 << (w - 16)) - 1) as u16)
-        } else {
-            (((1u32 << w) - 1) as u16, 0)
-        };
+        let (m0, m1) = crate::gemm::x86::edge_masks(w);
         let mut j = 0;
         while j < r {
             let args = (u.add(j), r, x.add(c0), m, k, (m0, m1), out.add(j * k + c0));

@@ -18,6 +18,14 @@ use crate::common::{burn_rng, lcg, values};
 
 const EPS: f64 = f32::EPSILON as f64;
 
+/// The output of `product` on a poisoned buffer of `len` (the GEMMs must write every element
+/// without reading it).
+fn poisoned(len: usize, product: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut c = vec![MaybeUninit::new(f32::NAN); len];
+    product(&mut c);
+    c.into_iter().map(|v| unsafe { v.assume_init() }).collect()
+}
+
 fn run(
     kernel: Kernel,
     a: &[f32],
@@ -26,10 +34,22 @@ fn run(
     b: &PackedMatrix,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    // Poison the output: the GEMM must write every element without reading it.
-    let mut c = vec![MaybeUninit::new(f32::NAN); m * b.n()];
-    gemm_packed_with(kernel, a, lda, m, b, bias, &mut c);
-    c.into_iter().map(|v| unsafe { v.assume_init() }).collect()
+    poisoned(m * b.n(), |c| {
+        gemm_packed_with(kernel, a, lda, m, b, bias, c)
+    })
+}
+
+fn run_bf16(
+    kernel: Bf16Kernel,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedBf16,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    poisoned(m * b.n(), |c| {
+        gemm_bf16_packed_with(kernel, a, lda, m, b, bias, c)
+    })
 }
 
 /// `B: [k, n]` row-major, and the same `B` stored transposed (`[n, k]`, read with strides
@@ -79,19 +99,6 @@ fn check_product(
         }
     }
     Ok(())
-}
-
-fn run_bf16(
-    kernel: Bf16Kernel,
-    a: &[f32],
-    lda: usize,
-    m: usize,
-    b: &PackedBf16,
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    let mut c = vec![MaybeUninit::new(f32::NAN); m * b.n()];
-    gemm_bf16_packed_with(kernel, a, lda, m, b, bias, &mut c);
-    c.into_iter().map(|v| unsafe { v.assume_init() }).collect()
 }
 
 proptest! {
