@@ -225,11 +225,12 @@ pub fn gemm_bf16_packed_with(
 fn convert_rows(a: &[f32], lda: usize, rows: usize, k: usize) -> (Vec<u16>, usize) {
     let k2 = 2 * k.div_ceil(2);
     let (mut buf, offset) = aligned_buffer::<u16>(rows * k2);
+    let vector = Bf16Kernel::Avx512Bf16.is_available();
     for i in 0..rows {
         let src = &a[i * lda..i * lda + k];
         let dst = &mut buf[offset + i * k2..offset + i * k2 + k];
         #[cfg(target_arch = "x86_64")]
-        if Bf16Kernel::Avx512Bf16.is_available() {
+        if vector {
             // SAFETY: the CPU has the features; both slices hold k elements.
             unsafe { x86::convert(src, dst) };
             continue;
