@@ -145,12 +145,54 @@ fn frozen_gemm(c: &mut Criterion) {
     }
 }
 
+/// The LoRA-family factor products at MiniLM's shape (`m = B·T = 2048` rows, `d = 384`, rank
+/// `r = 8`): `x·Aᵀ` by [`skinny::dot_rows`](peftlab_linalg::skinny::dot_rows), `∂L/∂A = uᵀ·x`
+/// by [`skinny::outer_sum`](peftlab_linalg::skinny::outer_sum), and burn's `matmul` of the same
+/// operands (flex). Skipped on CPUs without AVX-512F (the kernels' requirement).
+fn skinny_products(c: &mut Criterion) {
+    use burn::tensor::{Tensor, TensorData};
+    use peftlab_linalg::skinny;
+    if !skinny::available() {
+        return;
+    }
+    let mut g = c.benchmark_group("skinny");
+    let dev = burn::tensor::Device::default();
+    for (m, k, r) in [(2048, 384, 8), (2048, 384, 32)] {
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01)
+            .collect();
+        let a: Vec<f32> = (0..r * k)
+            .map(|i| ((i * 3 % 11) as f32 - 5.0) * 0.01)
+            .collect();
+        let u: Vec<f32> = (0..m * r)
+            .map(|i| ((i * 5 % 9) as f32 - 4.0) * 0.01)
+            .collect();
+        g.bench_function(format!("dot_rows/{m}x{k}x{r}"), |b| {
+            b.iter(|| skinny::dot_rows(black_box(&x), m, k, &a, r))
+        });
+        g.bench_function(format!("outer_sum/{r}x{m}x{k}"), |b| {
+            b.iter(|| skinny::outer_sum(black_box(&u), r, &x, m, k))
+        });
+        let tx = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &dev);
+        let ta = Tensor::<2>::from_data(TensorData::new(a.clone(), [r, k]), &dev);
+        let tu = Tensor::<2>::from_data(TensorData::new(u.clone(), [m, r]), &dev);
+        g.bench_function(format!("burn_x_at/{m}x{k}x{r}"), |b| {
+            b.iter(|| black_box(tx.clone().matmul(ta.clone().transpose()).into_data()))
+        });
+        g.bench_function(format!("burn_ut_x/{r}x{m}x{k}"), |b| {
+            b.iter(|| black_box(tu.clone().transpose().matmul(tx.clone()).into_data()))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     decomp_f32,
     decomp_f64,
     tensor_roundtrip,
     assembly,
-    frozen_gemm
+    frozen_gemm,
+    skinny_products
 );
 criterion_main!(benches);

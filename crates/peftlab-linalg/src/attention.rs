@@ -208,7 +208,7 @@ mod flex {
 
     use crate::fastpath::{contiguous, f32s as slice, from_vec};
     use crate::gemm::{Kernel, PackedMatrix, SendPtr, gemm_packed_raw};
-    use crate::simd::exp;
+    use crate::simd::{self, exp};
 
     fn is_f32<const D: usize>(t: &Tensor<D>) -> bool {
         t.dtype() == DType::F32
@@ -414,13 +414,11 @@ mod flex {
     #[inline(always)]
     fn softmax_prefix(row: &mut [f32], n: usize) {
         let (live, dead) = row.split_at_mut(n);
-        let m = live.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-        let mut sum = 0.0f32;
+        let m = simd::max(live);
         for x in live.iter_mut() {
             *x = exp(*x - m);
-            sum += *x;
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / simd::sum(live);
         for x in live.iter_mut() {
             *x *= inv;
         }
@@ -434,35 +432,25 @@ mod flex {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn softmax_rows_avx512(spec: Spec, s: &mut [f32]) {
-        softmax_rows_body(spec, s);
-    }
+    crate::vectorized!(
+        /// Row softmax of one head's `S: [t, T]` (causal rows cut at their last visible key).
+        fn softmax_rows(spec: Spec, s: &mut [f32]) = softmax_rows_body
+    );
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn softmax_rows_avx2(spec: Spec, s: &mut [f32]) {
-        softmax_rows_body(spec, s);
-    }
-
-    /// Row softmax of one head's `S: [t, T]` (causal rows cut at their last visible key).
-    fn softmax_rows(spec: Spec, s: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just above).
-                return unsafe { softmax_rows_avx512(spec, s) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                return unsafe { softmax_rows_avx2(spec, s) };
+    /// `dS = P ⊙ (dP − ⟨dP_i, P_i⟩)·scale` in place of `dP`, rows of `tk` (0 where `P` is).
+    #[inline(always)]
+    fn softmax_grad_body(ds: &mut [f32], p: &[f32], tk: usize, scale: f32) {
+        for (dsr, pr) in ds.chunks_exact_mut(tk).zip(p.chunks_exact(tk)) {
+            let c = simd::dot(dsr, pr);
+            for (x, &pij) in dsr.iter_mut().zip(pr) {
+                *x = pij * (*x - c) * scale;
             }
         }
-        softmax_rows_body(spec, s)
     }
+
+    crate::vectorized!(
+        fn softmax_grad(ds: &mut [f32], p: &[f32], tk: usize, scale: f32) = softmax_grad_body
+    );
 
     /// `[dQ, dK, dV]`: `[B, t, H·dₕ]`, `[B, T, KV·dₕ]`, `[B, T, KV·dₕ]`.
     fn backward(
@@ -599,12 +587,7 @@ mod flex {
                 )
             };
             // dS = P ⊙ (dP − ⟨dP_i, P_i⟩) / √dₕ (0 where P is: masked keys)
-            for (dsr, pr) in ds.chunks_exact_mut(tk).zip(ph.chunks_exact(tk)) {
-                let c: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                for (x, &pij) in dsr.iter_mut().zip(pr) {
-                    *x = pij * (*x - c) * scale;
-                }
-            }
+            softmax_grad(&mut ds, ph, tk, scale);
             // dQ = dS K
             unsafe { mm(ds.as_ptr(), tk, tq, &kp, None, dq_out.0.add(qbase), dq) };
             // dK += dSᵀ Q

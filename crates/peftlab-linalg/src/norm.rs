@@ -102,6 +102,7 @@ mod flex {
     use std::sync::Arc;
 
     use super::*;
+    use crate::simd;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
     use burn::backend::autodiff::grads::Gradients;
@@ -202,6 +203,110 @@ mod flex {
         }
     }
 
+    /// One block of rows of the forward's inputs: `x` (and the residual `r`), `[rows, d]`
+    /// each, and the affine parameters `[d]`.
+    #[derive(Clone, Copy)]
+    struct Rows<'a> {
+        x: &'a [f32],
+        r: Option<&'a [f32]>,
+        gamma: &'a [f32],
+        beta: Option<&'a [f32]>,
+    }
+
+    /// The forward of a block of rows: `y` `[rows, d]`, `x̂` (when `xhat` is not empty) and
+    /// `1/√(σ² + ε)` per row (`rstd`).
+    #[inline(always)]
+    fn forward_rows_body(
+        kind: Kind,
+        rows: Rows<'_>,
+        eps: f32,
+        y: &mut [f32],
+        xhat: &mut [f32],
+        rstd: &mut [f32],
+    ) {
+        let d = rows.gamma.len();
+        let mut z = vec![0.0f32; d];
+        for (i, (yr, sr)) in y.chunks_exact_mut(d).zip(rstd.iter_mut()).enumerate() {
+            let xr = &rows.x[i * d..(i + 1) * d];
+            match rows.r {
+                Some(rs) => {
+                    for ((z, a), b) in z.iter_mut().zip(xr).zip(&rs[i * d..(i + 1) * d]) {
+                        *z = a + b;
+                    }
+                }
+                None => z.copy_from_slice(xr),
+            }
+            let mean = match kind {
+                Kind::Layer => simd::sum(&z) / d as f32,
+                Kind::Rms => 0.0,
+            };
+            let var = simd::sum_by(&z, |v| (v - mean) * (v - mean)) / d as f32;
+            let s = 1.0 / (var + eps).sqrt();
+            *sr = s;
+            for ((y, z), g) in yr.iter_mut().zip(z.iter_mut()).zip(rows.gamma) {
+                *z = (*z - mean) * s;
+                *y = *z * g;
+            }
+            if let Some(bs) = rows.beta {
+                for (y, b) in yr.iter_mut().zip(bs) {
+                    *y += b;
+                }
+            }
+            if !xhat.is_empty() {
+                xhat[i * d..(i + 1) * d].copy_from_slice(&z);
+            }
+        }
+    }
+
+    crate::vectorized!(
+        fn forward_rows(
+            kind: Kind,
+            rows: Rows<'_>,
+            eps: f32,
+            y: &mut [f32],
+            xhat: &mut [f32],
+            rstd: &mut [f32],
+        ) = forward_rows_body
+    );
+
+    /// `∂L/∂z` `[rows, d]` of a block of rows from `∂L/∂y` (`dy`) and the saved `(x̂, rstd)`.
+    #[inline(always)]
+    fn backward_rows_body(
+        kind: Kind,
+        dy: &[f32],
+        (xhat, rstd): (&[f32], &[f32]),
+        gamma: &[f32],
+        out: &mut [f32],
+    ) {
+        let d = gamma.len();
+        let mut g = vec![0.0f32; d];
+        for (i, o) in out.chunks_exact_mut(d).enumerate() {
+            let (dy, xh) = (&dy[i * d..(i + 1) * d], &xhat[i * d..(i + 1) * d]);
+            for ((g, dy), gm) in g.iter_mut().zip(dy).zip(gamma) {
+                *g = dy * gm;
+            }
+            let mg = match kind {
+                Kind::Layer => simd::sum(&g) / d as f32,
+                Kind::Rms => 0.0,
+            };
+            let mgx = simd::dot(&g, xh) / d as f32;
+            let sr = rstd[i];
+            for ((o, g), xh) in o.iter_mut().zip(&g).zip(xh) {
+                *o = (g - mg - xh * mgx) * sr;
+            }
+        }
+    }
+
+    crate::vectorized!(
+        fn backward_rows(
+            kind: Kind,
+            dy: &[f32],
+            saved: (&[f32], &[f32]),
+            gamma: &[f32],
+            out: &mut [f32],
+        ) = backward_rows_body
+    );
+
     fn forward(
         kind: Kind,
         x: &FlexTensor,
@@ -227,38 +332,14 @@ mod flex {
         // (block index, ((output rows, x̂ rows or empty), 1/σ of the rows))
         type Block<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
         let body = |(blk, ((yb, xb), rb)): Block<'_>| {
-            let mut z = vec![0.0f32; d];
-            for (i, (yr, sr)) in yb.chunks_exact_mut(d).zip(rb.iter_mut()).enumerate() {
-                let row = blk * ROWS + i;
-                let xr = &xs[row * d..(row + 1) * d];
-                match rs {
-                    Some(rs) => {
-                        for ((z, a), b) in z.iter_mut().zip(xr).zip(&rs[row * d..(row + 1) * d]) {
-                            *z = a + b;
-                        }
-                    }
-                    None => z.copy_from_slice(xr),
-                }
-                let mean = match kind {
-                    Kind::Layer => z.iter().sum::<f32>() / d as f32,
-                    Kind::Rms => 0.0,
-                };
-                let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-                let s = 1.0 / (var + eps).sqrt();
-                *sr = s;
-                for ((y, z), g) in yr.iter_mut().zip(z.iter_mut()).zip(gs) {
-                    *z = (*z - mean) * s;
-                    *y = *z * g;
-                }
-                if let Some(bs) = bs {
-                    for (y, b) in yr.iter_mut().zip(bs) {
-                        *y += b;
-                    }
-                }
-                if !xb.is_empty() {
-                    xb[i * d..(i + 1) * d].copy_from_slice(&z);
-                }
-            }
+            let (r0, r1) = (blk * ROWS * d, blk * ROWS * d + yb.len());
+            let rows = Rows {
+                x: &xs[r0..r1],
+                r: rs.map(|r| &r[r0..r1]),
+                gamma: gs,
+                beta: bs,
+            };
+            forward_rows(kind, rows, eps, yb, xb, rb);
         };
         let chunk = ROWS * d;
         if keep {
@@ -291,23 +372,10 @@ mod flex {
         dz.par_chunks_mut(ROWS * d)
             .enumerate()
             .for_each(|(blk, out)| {
-                let mut g = vec![0.0f32; d];
-                for (i, o) in out.chunks_exact_mut(d).enumerate() {
-                    let row = blk * ROWS + i;
-                    let (dy, xh) = (&gr[row * d..(row + 1) * d], &s.xhat[row * d..(row + 1) * d]);
-                    let (mut mg, mut mgx) = (0.0f32, 0.0f32);
-                    for ((g, dy), (gm, xh)) in g.iter_mut().zip(dy).zip(gs.iter().zip(xh)) {
-                        *g = dy * gm;
-                        mg += *g;
-                        mgx += *g * xh;
-                    }
-                    let (mg, mgx) = (mg / d as f32, mgx / d as f32);
-                    let mg = if s.kind == Kind::Rms { 0.0 } else { mg };
-                    let sr = s.rstd[row];
-                    for ((o, g), xh) in o.iter_mut().zip(&g).zip(xh) {
-                        *o = (g - mg - xh * mgx) * sr;
-                    }
-                }
+                let (r0, r1) = (blk * ROWS * d, blk * ROWS * d + out.len());
+                let rstd = &s.rstd[blk * ROWS..blk * ROWS + out.len() / d];
+                let saved = (&s.xhat[r0..r1], rstd);
+                backward_rows(s.kind, &gr[r0..r1], saved, gs, out);
             });
         from_vec(dz, s.shape.clone())
     }

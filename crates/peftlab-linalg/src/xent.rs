@@ -66,7 +66,7 @@ mod flex {
     use rayon::prelude::*;
 
     use crate::fastpath::{contiguous, f32s, from_vec, like};
-    use crate::simd::exp;
+    use crate::simd::{self, exp};
 
     pub(super) fn try_fused(
         logits: &Tensor<2>,
@@ -118,8 +118,8 @@ mod flex {
     /// that `xⱼ − lse` is formed as `(xⱼ − m) − log s` without the rounding of a large `lse`.
     #[inline(always)]
     fn lse(row: &[f32]) -> (f32, f32) {
-        let m = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-        let s: f32 = row.iter().map(|&x| exp(x - m)).sum();
+        let m = simd::max(row);
+        let s = simd::sum_by(row, |x| exp(x - m));
         (m, s.ln())
     }
 
@@ -152,21 +152,7 @@ mod flex {
         (from_vec(loss, [n]), lses)
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn lse_avx2(row: &[f32]) -> (f32, f32) {
-        lse(row)
-    }
-
-    fn lse_dispatch(row: &[f32]) -> (f32, f32) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { lse_avx2(row) };
-        }
-        lse(row)
-    }
+    crate::vectorized!(fn lse_dispatch(row: &[f32]) -> (f32, f32) = lse);
 
     /// `∂L/∂x = up_i · (p − (1 − ε)·onehot(cᵢ) − ε/V)`.
     #[inline(always)]
