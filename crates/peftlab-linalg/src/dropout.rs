@@ -65,17 +65,10 @@ fn apply_body(x: &[f32], out: &mut [f32], offset: usize, seed: u64, thr: u32, sc
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn apply_avx512(x: &[f32], out: &mut [f32], offset: usize, seed: u64, thr: u32, scale: f32) {
-    apply_body(x, out, offset, seed, thr, scale);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn apply_avx2(x: &[f32], out: &mut [f32], offset: usize, seed: u64, thr: u32, scale: f32) {
-    apply_body(x, out, offset, seed, thr, scale);
-}
+crate::vectorized!(
+    fn apply_rows(x: &[f32], out: &mut [f32], offset: usize, seed: u64, thr: u32, scale: f32) =
+        apply_body
+);
 
 /// The masked, scaled copy of `x` (element `i` of `x` is element `i` of the mask), on both cores.
 pub fn apply_slice(x: &[f32], seed: u64, keep: f64) -> Vec<f32> {
@@ -88,18 +81,7 @@ pub fn apply_slice(x: &[f32], seed: u64, keep: f64) -> Vec<f32> {
         .enumerate()
         .for_each(|(c, (o, x))| {
             let offset = c * CHUNK;
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { apply_avx512(x, o, offset, seed, thr, scale) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { apply_avx2(x, o, offset, seed, thr, scale) };
-                }
-            }
-            apply_body(x, o, offset, seed, thr, scale)
+            apply_rows(x, o, offset, seed, thr, scale)
         });
     out
 }

@@ -162,35 +162,10 @@ fn linearize_kernel(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut 
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn linearize_avx512(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
-    linearize_kernel(act, x, slope, offset);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn linearize_avx2(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
-    linearize_kernel(act, x, slope, offset);
-}
-
-fn linearize_dispatch(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            unsafe { linearize_avx512(act, x, slope, offset) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { linearize_avx2(act, x, slope, offset) };
-            return;
-        }
-    }
-    linearize_kernel(act, x, slope, offset);
-}
+peftlab_linalg::vectorized!(
+    fn linearize_dispatch(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut [f32]) =
+        linearize_kernel
+);
 
 /// `(f'(x), f(x) − x·f'(x))` for every element of `x`, split over the rayon pool when large:
 /// `x·slope + offset` is the activation, and `slope` its derivative.
@@ -210,35 +185,7 @@ pub fn linearize_slice(act: Activation, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     (slope, offset)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn kernel_avx512(act: Activation, v: &mut [f32]) {
-    kernel(act, v);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn kernel_avx2(act: Activation, v: &mut [f32]) {
-    kernel(act, v);
-}
-
-fn kernel_dispatch(act: Activation, v: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
-            unsafe { kernel_avx512(act, v) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { kernel_avx2(act, v) };
-            return;
-        }
-    }
-    kernel(act, v);
-}
+peftlab_linalg::vectorized!(fn kernel_dispatch(act: Activation, v: &mut [f32]) = kernel);
 
 /// Under autodiff on flex: one custom operation whose forward is one vectorized pass giving
 /// `f(x)` and `f'(x)` (kept for the backward) and whose backward is `grad·f'(x)`, one more pass.
