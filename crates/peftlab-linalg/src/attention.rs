@@ -425,32 +425,25 @@ mod flex {
         dead.fill(0.0);
     }
 
-    #[inline(always)]
-    fn softmax_rows_body(spec: Spec, s: &mut [f32]) {
-        for (i, row) in s.chunks_exact_mut(spec.tk).enumerate() {
-            softmax_prefix(row, spec.visible(i));
-        }
-    }
-
-    crate::vectorized!(
-        /// Row softmax of one head's `S: [t, T]` (causal rows cut at their last visible key).
-        fn softmax_rows(spec: Spec, s: &mut [f32]) = softmax_rows_body
-    );
-
-    /// `dS = P ⊙ (dP − ⟨dP_i, P_i⟩)·scale` in place of `dP`, rows of `tk` (0 where `P` is).
-    #[inline(always)]
-    fn softmax_grad_body(ds: &mut [f32], p: &[f32], tk: usize, scale: f32) {
-        for (dsr, pr) in ds.chunks_exact_mut(tk).zip(p.chunks_exact(tk)) {
-            let c = simd::dot(dsr, pr);
-            for (x, &pij) in dsr.iter_mut().zip(pr) {
-                *x = pij * (*x - c) * scale;
+    crate::vectorized! {
+        fn softmax_rows(spec: Spec, s: &mut [f32]) {
+            for (i, row) in s.chunks_exact_mut(spec.tk).enumerate() {
+                softmax_prefix(row, spec.visible(i));
             }
         }
     }
 
-    crate::vectorized!(
-        fn softmax_grad(ds: &mut [f32], p: &[f32], tk: usize, scale: f32) = softmax_grad_body
-    );
+    crate::vectorized! {
+        /// `dS = P ⊙ (dP − ⟨dP_i, P_i⟩)·scale` in place of `dP`, rows of `tk` (0 where `P` is).
+        fn softmax_grad(ds: &mut [f32], p: &[f32], tk: usize, scale: f32) {
+            for (dsr, pr) in ds.chunks_exact_mut(tk).zip(p.chunks_exact(tk)) {
+                let c = simd::dot(dsr, pr);
+                for (x, &pij) in dsr.iter_mut().zip(pr) {
+                    *x = pij * (*x - c) * scale;
+                }
+            }
+        }
+    }
 
     /// `[dQ, dK, dV]`: `[B, t, H·dₕ]`, `[B, T, KV·dₕ]`, `[B, T, KV·dₕ]`.
     fn backward(

@@ -56,19 +56,15 @@ fn keep_bits(seed: u64, i: u32) -> u32 {
     fmix32(fmix32(i ^ seed as u32) ^ (seed >> 32) as u32) >> 8
 }
 
-/// `out[j] = x[j]·scale` where element `offset + j` is kept, else 0.
-#[inline(always)]
-fn apply_body(x: &[f32], out: &mut [f32], offset: usize, seed: u64, thr: u32, scale: f32) {
-    for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        let keep = keep_bits(seed, (offset + j) as u32) < thr;
-        *o = if keep { v * scale } else { 0.0 };
+crate::vectorized! {
+    /// `out[j] = x[j]·scale` where element `offset + j` is kept, else 0.
+    fn apply_rows(x: &[f32], out: &mut [f32], offset: usize, seed: u64, thr: u32, scale: f32) {
+        for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+            let keep = keep_bits(seed, (offset + j) as u32) < thr;
+            *o = if keep { v * scale } else { 0.0 };
+        }
     }
 }
-
-crate::vectorized!(
-    fn apply_rows(x: &[f32], out: &mut [f32], offset: usize, seed: u64, thr: u32, scale: f32) =
-        apply_body
-);
 
 /// The masked, scaled copy of `x` (element `i` of `x` is element `i` of the mask), on both cores.
 pub fn apply_slice(x: &[f32], seed: u64, keep: f64) -> Vec<f32> {

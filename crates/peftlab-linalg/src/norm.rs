@@ -213,52 +213,9 @@ mod flex {
         beta: Option<&'a [f32]>,
     }
 
-    /// The forward of a block of rows: `y` `[rows, d]`, `x̂` (when `xhat` is not empty) and
-    /// `1/√(σ² + ε)` per row (`rstd`).
-    #[inline(always)]
-    fn forward_rows_body(
-        kind: Kind,
-        rows: Rows<'_>,
-        eps: f32,
-        y: &mut [f32],
-        xhat: &mut [f32],
-        rstd: &mut [f32],
-    ) {
-        let d = rows.gamma.len();
-        let mut z = vec![0.0f32; d];
-        for (i, (yr, sr)) in y.chunks_exact_mut(d).zip(rstd.iter_mut()).enumerate() {
-            let xr = &rows.x[i * d..(i + 1) * d];
-            match rows.r {
-                Some(rs) => {
-                    for ((z, a), b) in z.iter_mut().zip(xr).zip(&rs[i * d..(i + 1) * d]) {
-                        *z = a + b;
-                    }
-                }
-                None => z.copy_from_slice(xr),
-            }
-            let mean = match kind {
-                Kind::Layer => simd::sum(&z) / d as f32,
-                Kind::Rms => 0.0,
-            };
-            let var = simd::sum_by(&z, |v| (v - mean) * (v - mean)) / d as f32;
-            let s = 1.0 / (var + eps).sqrt();
-            *sr = s;
-            for ((y, z), g) in yr.iter_mut().zip(z.iter_mut()).zip(rows.gamma) {
-                *z = (*z - mean) * s;
-                *y = *z * g;
-            }
-            if let Some(bs) = rows.beta {
-                for (y, b) in yr.iter_mut().zip(bs) {
-                    *y += b;
-                }
-            }
-            if !xhat.is_empty() {
-                xhat[i * d..(i + 1) * d].copy_from_slice(&z);
-            }
-        }
-    }
-
-    crate::vectorized!(
+    crate::vectorized! {
+        /// The forward of a block of rows: `y` `[rows, d]`, `x̂` (when `xhat` is not empty) and
+        /// `1/√(σ² + ε)` per row (`rstd`).
         fn forward_rows(
             kind: Kind,
             rows: Rows<'_>,
@@ -266,46 +223,71 @@ mod flex {
             y: &mut [f32],
             xhat: &mut [f32],
             rstd: &mut [f32],
-        ) = forward_rows_body
-    );
-
-    /// `∂L/∂z` `[rows, d]` of a block of rows from `∂L/∂y` (`dy`) and the saved `(x̂, rstd)`.
-    #[inline(always)]
-    fn backward_rows_body(
-        kind: Kind,
-        dy: &[f32],
-        (xhat, rstd): (&[f32], &[f32]),
-        gamma: &[f32],
-        out: &mut [f32],
-    ) {
-        let d = gamma.len();
-        let mut g = vec![0.0f32; d];
-        for (i, o) in out.chunks_exact_mut(d).enumerate() {
-            let (dy, xh) = (&dy[i * d..(i + 1) * d], &xhat[i * d..(i + 1) * d]);
-            for ((g, dy), gm) in g.iter_mut().zip(dy).zip(gamma) {
-                *g = dy * gm;
-            }
-            let mg = match kind {
-                Kind::Layer => simd::sum(&g) / d as f32,
-                Kind::Rms => 0.0,
-            };
-            let mgx = simd::dot(&g, xh) / d as f32;
-            let sr = rstd[i];
-            for ((o, g), xh) in o.iter_mut().zip(&g).zip(xh) {
-                *o = (g - mg - xh * mgx) * sr;
+        ) {
+            let d = rows.gamma.len();
+            let mut z = vec![0.0f32; d];
+            for (i, (yr, sr)) in y.chunks_exact_mut(d).zip(rstd.iter_mut()).enumerate() {
+                let xr = &rows.x[i * d..(i + 1) * d];
+                match rows.r {
+                    Some(rs) => {
+                        for ((z, a), b) in z.iter_mut().zip(xr).zip(&rs[i * d..(i + 1) * d]) {
+                            *z = a + b;
+                        }
+                    }
+                    None => z.copy_from_slice(xr),
+                }
+                let mean = match kind {
+                    Kind::Layer => simd::sum(&z) / d as f32,
+                    Kind::Rms => 0.0,
+                };
+                let var = simd::sum_by(&z, |v| (v - mean) * (v - mean)) / d as f32;
+                let s = 1.0 / (var + eps).sqrt();
+                *sr = s;
+                for ((y, z), g) in yr.iter_mut().zip(z.iter_mut()).zip(rows.gamma) {
+                    *z = (*z - mean) * s;
+                    *y = *z * g;
+                }
+                if let Some(bs) = rows.beta {
+                    for (y, b) in yr.iter_mut().zip(bs) {
+                        *y += b;
+                    }
+                }
+                if !xhat.is_empty() {
+                    xhat[i * d..(i + 1) * d].copy_from_slice(&z);
+                }
             }
         }
     }
 
-    crate::vectorized!(
+    crate::vectorized! {
+        /// `∂L/∂z` `[rows, d]` of a block of rows from `∂L/∂y` (`dy`) and the saved `(x̂, rstd)`.
         fn backward_rows(
             kind: Kind,
             dy: &[f32],
             saved: (&[f32], &[f32]),
             gamma: &[f32],
             out: &mut [f32],
-        ) = backward_rows_body
-    );
+        ) {
+            let (xhat, rstd) = saved;
+            let d = gamma.len();
+            let mut g = vec![0.0f32; d];
+            for (i, o) in out.chunks_exact_mut(d).enumerate() {
+                let (dy, xh) = (&dy[i * d..(i + 1) * d], &xhat[i * d..(i + 1) * d]);
+                for ((g, dy), gm) in g.iter_mut().zip(dy).zip(gamma) {
+                    *g = dy * gm;
+                }
+                let mg = match kind {
+                    Kind::Layer => simd::sum(&g) / d as f32,
+                    Kind::Rms => 0.0,
+                };
+                let mgx = simd::dot(&g, xh) / d as f32;
+                let sr = rstd[i];
+                for ((o, g), xh) in o.iter_mut().zip(&g).zip(xh) {
+                    *o = (g - mg - xh * mgx) * sr;
+                }
+            }
+        }
+    }
 
     fn forward(
         kind: Kind,

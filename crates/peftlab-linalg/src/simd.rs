@@ -90,34 +90,35 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     tree(acc, |a, b| a + b)
 }
 
-/// `$vis fn $name(args) -> R`: runs `$body` (a function of the same arguments, written with
-/// the `#[inline(always)]` helpers of [`simd`](crate::simd)) compiled for AVX-512F where the CPU
-/// has it, else for AVX2+FMA, else for the baseline target, detected at run time.
+/// `$vis fn $name(args) -> R { body }`: the body (written with the `#[inline(always)]`
+/// helpers of [`simd`](crate::simd)) compiled for AVX-512F where the CPU has it, else for
+/// AVX2+FMA, else for the baseline target, chosen at run time on every call. The body sees the
+/// items of the enclosing module, not the enclosing function's generics.
 ///
 /// ```
-/// fn total(x: &[f32]) -> f32 {
-///     peftlab_linalg::simd::sum(x)
-/// }
-/// peftlab_linalg::vectorized!(fn fast_total(x: &[f32]) -> f32 = total);
-/// assert_eq!(fast_total(&[1.0, 2.0, 3.5]), 6.5);
+/// peftlab_linalg::vectorized!(fn total(x: &[f32]) -> f32 { peftlab_linalg::simd::sum(x) });
+/// assert_eq!(total(&[1.0, 2.0, 3.5]), 6.5);
 /// ```
 #[macro_export]
 macro_rules! vectorized {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    body($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+                    body($($arg),*)
                 }
                 if ::std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F (checked just above).
@@ -130,7 +131,7 @@ macro_rules! vectorized {
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            $body($($arg),*)
+            body($($arg),*)
         }
     };
 }
@@ -166,8 +167,16 @@ pub fn exp(x: f32) -> f32 {
 mod tests {
     use super::*;
 
-    crate::vectorized!(fn sum_fast(x: &[f32]) -> f32 = sum);
-    crate::vectorized!(fn dot_fast(x: &[f32], y: &[f32]) -> f32 = dot);
+    crate::vectorized!(
+        fn sum_fast(x: &[f32]) -> f32 {
+            sum(x)
+        }
+    );
+    crate::vectorized!(
+        fn dot_fast(x: &[f32], y: &[f32]) -> f32 {
+            dot(x, y)
+        }
+    );
 
     /// Integer values below 2^24 in total: every order of summation is exact, so a lane that is
     /// dropped, counted twice or left out of the tree changes the result.

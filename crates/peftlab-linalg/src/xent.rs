@@ -114,13 +114,14 @@ mod flex {
     /// Rows per parallel task.
     const ROWS: usize = 8;
 
-    /// `(m, log Σⱼ exp(xⱼ − m))` of one row, `m` its maximum: `lse = m + log s`, kept apart so
-    /// that `xⱼ − lse` is formed as `(xⱼ − m) − log s` without the rounding of a large `lse`.
-    #[inline(always)]
-    fn lse(row: &[f32]) -> (f32, f32) {
-        let m = simd::max(row);
-        let s = simd::sum_by(row, |x| exp(x - m));
-        (m, s.ln())
+    crate::vectorized! {
+        /// `(m, log Σⱼ exp(xⱼ − m))` of one row, `m` its maximum: `lse = m + log s`, kept apart so
+        /// that `xⱼ − lse` is formed as `(xⱼ − m) − log s` without the rounding of a large `lse`.
+        fn lse_dispatch(row: &[f32]) -> (f32, f32) {
+            let m = simd::max(row);
+            let s = simd::sum_by(row, |x| exp(x - m));
+            (m, s.ln())
+        }
     }
 
     /// Per-row losses `[N]` and `(m, log s)` per row.
@@ -151,8 +152,6 @@ mod flex {
             });
         (from_vec(loss, [n]), lses)
     }
-
-    crate::vectorized!(fn lse_dispatch(row: &[f32]) -> (f32, f32) = lse);
 
     /// `∂L/∂x = up_i · (p − (1 − ε)·onehot(cᵢ) − ε/V)`.
     #[inline(always)]

@@ -95,77 +95,74 @@ fn erf(x: f32) -> f32 {
     (1.0 - poly * exp(-a * a)).copysign(x)
 }
 
-#[inline(always)]
-fn kernel(act: Activation, v: &mut [f32]) {
-    // one loop per activation so each is a straight-line, vectorizable body
-    match act {
-        Activation::GeluErf => {
-            for x in v {
-                *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+peftlab_linalg::vectorized! {
+    fn kernel_dispatch(act: Activation, v: &mut [f32]) {
+        // one loop per activation so each is a straight-line, vectorizable body
+        match act {
+            Activation::GeluErf => {
+                for x in v {
+                    *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+                }
             }
-        }
-        Activation::GeluTanh => {
-            const C: f32 = 0.797_884_6; // √(2/π)
-            for x in v {
-                let u = C * (*x + 0.044_715 * *x * *x * *x);
-                // tanh(u) = 1 − 2/(e^{2u} + 1)
-                let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-                *x = 0.5 * *x * (1.0 + tanh);
+            Activation::GeluTanh => {
+                const C: f32 = 0.797_884_6; // √(2/π)
+                for x in v {
+                    let u = C * (*x + 0.044_715 * *x * *x * *x);
+                    // tanh(u) = 1 − 2/(e^{2u} + 1)
+                    let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+                    *x = 0.5 * *x * (1.0 + tanh);
+                }
             }
-        }
-        Activation::Silu => {
-            for x in v {
-                *x /= 1.0 + exp(-*x);
-            }
-        }
-    }
-}
-
-/// Slope `f'(x)` and offset `f(x) − x·f'(x)` of the activation at each `x`, written so that the
-/// offset has no cancellation (it is `−x²·(…)` in closed form for all three).
-#[inline(always)]
-fn linearize_kernel(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
-    const INV_SQRT_2PI: f32 = 0.398_942_3; // 1/√(2π)
-    match act {
-        Activation::GeluErf => {
-            // f = x·Φ(x), f' = Φ + x·φ, f − x·f' = −x²·φ
-            for ((&x, s), k) in x.iter().zip(slope.iter_mut()).zip(offset.iter_mut()) {
-                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
-                *s = cdf + x * pdf;
-                *k = -x * x * pdf;
-            }
-        }
-        Activation::GeluTanh => {
-            // f = ½x(1 + t), t = tanh(u), u = C(x + a·x³);
-            // f' = ½(1 + t) + ½x(1 − t²)·C(1 + 3a·x²), f − x·f' = −½x²(1 − t²)·C(1 + 3a·x²)
-            const C: f32 = 0.797_884_6;
-            const A: f32 = 0.044_715;
-            for ((&x, s), k) in x.iter().zip(slope.iter_mut()).zip(offset.iter_mut()) {
-                let u = C * (x + A * x * x * x);
-                let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-                let du = C * (1.0 + 3.0 * A * x * x);
-                let sech2 = 1.0 - t * t;
-                *s = 0.5 * (1.0 + t) + 0.5 * x * sech2 * du;
-                *k = -0.5 * x * x * sech2 * du;
-            }
-        }
-        Activation::Silu => {
-            // f = x·σ, f' = σ + x·σ(1 − σ), f − x·f' = −x²·σ(1 − σ)
-            for ((&x, s), k) in x.iter().zip(slope.iter_mut()).zip(offset.iter_mut()) {
-                let sig = 1.0 / (1.0 + exp(-x));
-                let ds = sig * (1.0 - sig);
-                *s = sig + x * ds;
-                *k = -x * x * ds;
+            Activation::Silu => {
+                for x in v {
+                    *x /= 1.0 + exp(-*x);
+                }
             }
         }
     }
 }
 
-peftlab_linalg::vectorized!(
-    fn linearize_dispatch(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut [f32]) =
-        linearize_kernel
-);
+peftlab_linalg::vectorized! {
+    /// Slope `f'(x)` and offset `f(x) − x·f'(x)` of the activation at each `x`, written so that the
+    /// offset has no cancellation (it is `−x²·(…)` in closed form for all three).
+    fn linearize_dispatch(act: Activation, x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
+        const INV_SQRT_2PI: f32 = 0.398_942_3; // 1/√(2π)
+        match act {
+            Activation::GeluErf => {
+                // f = x·Φ(x), f' = Φ + x·φ, f − x·f' = −x²·φ
+                for ((&x, s), k) in x.iter().zip(slope.iter_mut()).zip(offset.iter_mut()) {
+                    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                    let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
+                    *s = cdf + x * pdf;
+                    *k = -x * x * pdf;
+                }
+            }
+            Activation::GeluTanh => {
+                // f = ½x(1 + t), t = tanh(u), u = C(x + a·x³);
+                // f' = ½(1 + t) + ½x(1 − t²)·C(1 + 3a·x²), f − x·f' = −½x²(1 − t²)·C(1 + 3a·x²)
+                const C: f32 = 0.797_884_6;
+                const A: f32 = 0.044_715;
+                for ((&x, s), k) in x.iter().zip(slope.iter_mut()).zip(offset.iter_mut()) {
+                    let u = C * (x + A * x * x * x);
+                    let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+                    let du = C * (1.0 + 3.0 * A * x * x);
+                    let sech2 = 1.0 - t * t;
+                    *s = 0.5 * (1.0 + t) + 0.5 * x * sech2 * du;
+                    *k = -0.5 * x * x * sech2 * du;
+                }
+            }
+            Activation::Silu => {
+                // f = x·σ, f' = σ + x·σ(1 − σ), f − x·f' = −x²·σ(1 − σ)
+                for ((&x, s), k) in x.iter().zip(slope.iter_mut()).zip(offset.iter_mut()) {
+                    let sig = 1.0 / (1.0 + exp(-x));
+                    let ds = sig * (1.0 - sig);
+                    *s = sig + x * ds;
+                    *k = -x * x * ds;
+                }
+            }
+        }
+    }
+}
 
 /// `(f'(x), f(x) − x·f'(x))` for every element of `x`, split over the rayon pool when large:
 /// `x·slope + offset` is the activation, and `slope` its derivative.
@@ -184,8 +181,6 @@ pub fn linearize_slice(act: Activation, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     }
     (slope, offset)
 }
-
-peftlab_linalg::vectorized!(fn kernel_dispatch(act: Activation, v: &mut [f32]) = kernel);
 
 /// Under autodiff on flex: one custom operation whose forward is one vectorized pass giving
 /// `f(x)` and `f'(x)` (kept for the backward) and whose backward is `grad·f'(x)`, one more pass.
