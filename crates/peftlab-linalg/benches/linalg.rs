@@ -16,6 +16,14 @@ use peftlab_linalg::init::{Fill, SeededRng};
 use peftlab_linalg::strips::{StripInit, TriangularStrips};
 use peftlab_linalg::transform::{TransformConfig, TransformKind};
 
+/// `len` values of a small repeating pattern, `((i·mul) mod modulus − modulus/2)·0.01`: bench
+/// operands that are the same on every run and need no RNG.
+fn pattern(len: usize, mul: usize, modulus: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * mul % modulus) as f32 - (modulus / 2) as f32) * 0.01)
+        .collect()
+}
+
 /// Uniform [-1, 1) matrix, the same distribution as the Python script.
 fn random<T: Real>(m: usize, n: usize, seed: u64) -> Mat<T> {
     let mut rng = SeededRng::new(seed);
@@ -120,12 +128,8 @@ fn frozen_gemm(c: &mut Criterion) {
     let mut g = c.benchmark_group("gemm");
     let dev = burn::tensor::Device::default();
     for (m, k, n) in [(2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384)] {
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01)
-            .collect();
-        let w: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 3 % 11) as f32 - 5.0) * 0.01)
-            .collect();
+        let a = pattern(m * k, 7, 13);
+        let w = pattern(k * n, 3, 11);
         let packed = PackedMatrix::pack(&w, k, n, n, 1);
         let mut out = vec![std::mem::MaybeUninit::<f32>::uninit(); m * n];
         g.bench_function(format!("packed/{m}x{k}x{n}"), |b| {
@@ -158,15 +162,9 @@ fn skinny_products(c: &mut Criterion) {
     let mut g = c.benchmark_group("skinny");
     let dev = burn::tensor::Device::default();
     for (m, k, r) in [(2048, 384, 8), (2048, 384, 32)] {
-        let x: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01)
-            .collect();
-        let a: Vec<f32> = (0..r * k)
-            .map(|i| ((i * 3 % 11) as f32 - 5.0) * 0.01)
-            .collect();
-        let u: Vec<f32> = (0..m * r)
-            .map(|i| ((i * 5 % 9) as f32 - 4.0) * 0.01)
-            .collect();
+        let x = pattern(m * k, 7, 13);
+        let a = pattern(r * k, 3, 11);
+        let u = pattern(m * r, 5, 9);
         g.bench_function(format!("dot_rows/{m}x{k}x{r}"), |b| {
             b.iter(|| skinny::dot_rows(black_box(&x), m, k, &a, r))
         });
