@@ -478,17 +478,7 @@ unsafe fn dispatch(kernel: Kernel, h: usize, t: &Tile) {
 }
 
 unsafe fn portable(h: usize, t: &Tile) {
-    for i in 0..h {
-        let mut acc = [0.0f32; NR];
-        if t.accumulate {
-            for (j, v) in acc.iter_mut().enumerate().take(t.w) {
-                *v = *t.c.add(i * t.ldc + j);
-            }
-        } else if let Some(bias) = t.bias {
-            for (j, v) in acc.iter_mut().enumerate().take(t.w) {
-                *v = *bias.add(j);
-            }
-        }
+    portable_rows(h, (t.c, t.ldc, t.w), t.accumulate, t.bias, |i, acc| {
         for p in 0..t.kc {
             let av = *t.a.add(i * t.lda + p);
             let brow = std::slice::from_raw_parts(t.b.add(p * NR), NR);
@@ -496,8 +486,36 @@ unsafe fn portable(h: usize, t: &Tile) {
                 *v += av * bv;
             }
         }
-        for (j, v) in acc.iter().enumerate().take(t.w) {
-            *t.c.add(i * t.ldc + j) = *v;
+    });
+}
+
+/// The row loop of the portable kernels (f32 and bf16): each of the `h` rows of a tile
+/// starts from `C` (`accumulate`), the bias or 0, gets `add(row, &mut sums)`, and its first
+/// `w` columns are stored to `C` at row stride `ldc`.
+///
+/// # Safety
+/// `c` holds `h` rows of `w` at stride `ldc` (read too when `accumulate`); `bias` holds `w`.
+pub(crate) unsafe fn portable_rows(
+    h: usize,
+    (c, ldc, w): (*mut f32, usize, usize),
+    accumulate: bool,
+    bias: Option<*const f32>,
+    mut add: impl FnMut(usize, &mut [f32; NR]),
+) {
+    for i in 0..h {
+        let mut acc = [0.0f32; NR];
+        if accumulate {
+            for (j, v) in acc.iter_mut().enumerate().take(w) {
+                *v = *c.add(i * ldc + j);
+            }
+        } else if let Some(bias) = bias {
+            for (j, v) in acc.iter_mut().enumerate().take(w) {
+                *v = *bias.add(j);
+            }
+        }
+        add(i, &mut acc);
+        for (j, v) in acc.iter().enumerate().take(w) {
+            *c.add(i * ldc + j) = *v;
         }
     }
 }

@@ -331,17 +331,7 @@ unsafe fn dispatch(kernel: Bf16Kernel, h: usize, t: &Tile) {
 }
 
 unsafe fn portable(h: usize, t: &Tile) {
-    for i in 0..h {
-        let mut acc = [0.0f32; NR];
-        if t.accumulate {
-            for (j, v) in acc.iter_mut().enumerate().take(t.w) {
-                *v = *t.c.add(i * t.ldc + j);
-            }
-        } else if let Some(bias) = t.bias {
-            for (j, v) in acc.iter_mut().enumerate().take(t.w) {
-                *v = *bias.add(j);
-            }
-        }
+    crate::gemm::portable_rows(h, (t.c, t.ldc, t.w), t.accumulate, t.bias, |i, acc| {
         for q in 0..t.kp {
             let a0 = from_bf16(*t.a.add(i * t.lda2 + 2 * q));
             let a1 = from_bf16(*t.a.add(i * t.lda2 + 2 * q + 1));
@@ -351,10 +341,7 @@ unsafe fn portable(h: usize, t: &Tile) {
                 *v += a0 * from_bf16(row[at]) + a1 * from_bf16(row[at + 1]);
             }
         }
-        for (j, v) in acc.iter().enumerate().take(t.w) {
-            *t.c.add(i * t.ldc + j) = *v;
-        }
-    }
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
